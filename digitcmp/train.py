@@ -1,0 +1,282 @@
+"""Training: R rounds of one variant trained together as the R members of one model.
+
+Each member sees its own round's pairs, its own initialisation and its own optimiser state (Adam, AdamW and SGD
+act element-wise), and the loss is the sum of the members' losses, so every member's gradients are exactly those it
+would get alone: batching changes the speed, not what is computed. Data stays on the device and losses are
+accumulated there; the host reads them once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .data import PairSet, RoundData
+from .errors import DigitcmpError
+from .models import ComparisonNet, Variant, comparison_loss, count_parameters, member_state
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "onecycle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (the defaults are the reports' protocol)."""
+
+    epochs: int = 25  # passes over each round's training pairs
+    batch_size: int = 100  # pairs per optimisation step, per round
+    lr: float = 1e-3  # learning rate (the peak rate with the one-cycle schedule)
+    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
+    weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
+    schedule: str = "constant"  # constant | onecycle
+    val_fraction: float = 0.1  # share of the training pairs held out for model selection
+    shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
+    swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
+    rounds_together: int = 0  # rounds trained at once as one batched model (0 = all)
+    curves: bool = True  # evaluate validation and test error after every epoch (for learning curves)
+
+    def check(self) -> TrainConfig:
+        """Fail on values no training can use, naming the flag."""
+        problems = {
+            "--epochs": self.epochs < 1,
+            "--batch-size": self.batch_size < 1,
+            "--lr": not (self.lr > 0 and math.isfinite(self.lr)),
+            "--weight-decay": not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
+            "--val-fraction": not 0 <= self.val_fraction < 1,
+            "--shift": not 0 <= self.shift <= 4,
+        }
+        for flag, bad in problems.items():
+            if bad:
+                value = getattr(self, flag[2:].replace("-", "_"))
+                raise DigitcmpError(f"{flag} {value} is out of range; see 'digitcmp train --help'")
+        if self.optimizer not in OPTIMIZERS:
+            raise DigitcmpError(f"unknown optimizer '{self.optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise DigitcmpError(f"unknown schedule '{self.schedule}'; choose from: {', '.join(SCHEDULES)}")
+        return self
+
+
+@dataclass
+class RoundResult:
+    """One round's final metrics (last epoch) and per-epoch curves."""
+
+    round: int
+    train_accuracy: float
+    val_accuracy: float | None
+    test_accuracy: float
+    digit_accuracy: float
+    seconds: float
+    curves: dict[str, list[float | None]] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """All rounds of one variant, plus the weights of the round with the best validation accuracy."""
+
+    variant: Variant
+    params: int
+    config: TrainConfig
+    device: str
+    rounds: list[RoundResult]
+    best_round: int
+    best_state: dict[str, torch.Tensor]
+
+    def mean_std(self, metric: str) -> tuple[float, float]:
+        values = [getattr(r, metric) for r in self.rounds]
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    def summary(self) -> dict[str, float | None]:
+        test_mean, test_std = self.mean_std("test_accuracy")
+        vals = [r.val_accuracy for r in self.rounds if r.val_accuracy is not None]
+        return {
+            "test_accuracy_mean": test_mean,
+            "test_accuracy_std": test_std,
+            "train_accuracy_mean": self.mean_std("train_accuracy")[0],
+            "val_accuracy_mean": statistics.fmean(vals) if vals else None,
+            "digit_accuracy_mean": self.mean_std("digit_accuracy")[0],
+            "seconds_per_round": self.mean_std("seconds")[0],
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "variant": self.variant.to_dict(),
+            "params": self.params,
+            "config": asdict(self.config),
+            "device": self.device,
+            "rounds": [asdict(r) for r in self.rounds],
+            "summary": self.summary(),
+            "best_round": self.best_round,
+        }
+
+
+def rounded(*values: float | torch.Tensor | None) -> list[float | None]:
+    """Plain floats rounded to 6 decimals for results files (None stays None)."""
+    return [None if v is None else round(float(v), 6) for v in values]
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map auto|cpu|cuda[:N] to a device, refusing CUDA where there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DigitcmpError(
+                f"--device {name} asked for CUDA, but torch {torch.__version__} sees no GPU; use --device cpu"
+            )
+        return torch.device(name)
+    raise DigitcmpError(f"unknown device '{name}'; choose auto, cpu or cuda")
+
+
+def stack(pairs: list[PairSet], device: torch.device) -> PairSet:
+    """Stack equally sized pair sets of several rounds into E×N tensors on the device."""
+    return PairSet(*(torch.stack([getattr(p, f) for p in pairs]).to(device) for f in ("inputs", "targets", "classes")))
+
+
+def add_swapped(pairs: PairSet) -> PairSet:
+    """Append every pair with its two digits swapped; the target follows the classes (equal digits stay 1)."""
+    classes = pairs.classes.flip(-1)
+    return PairSet(
+        torch.cat([pairs.inputs, pairs.inputs.flip(-3)], dim=-4),
+        torch.cat([pairs.targets, (classes[..., 0] <= classes[..., 1]).float()], dim=-1),
+        torch.cat([pairs.classes, classes], dim=-2),
+    )
+
+
+def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift every digit independently by up to ``max_shift`` pixels in each direction, filling with black."""
+    size = inputs.shape[-1]
+    flat = inputs.reshape(-1, size, size)
+    padded = torch.nn.functional.pad(flat, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, len(flat), 1), device=inputs.device)
+    grid = torch.arange(size, device=inputs.device)
+    rows, cols = offsets[0] + grid, offsets[1] + grid
+    shifted = padded[torch.arange(len(flat), device=inputs.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return shifted.view_as(inputs)
+
+
+@torch.no_grad()
+def evaluate(model: ComparisonNet, pairs: PairSet, chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Comparison and digit accuracy per member (E each), in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros(pairs.targets.shape[0], device=pairs.targets.device)
+    digits_correct = torch.zeros_like(correct)
+    for start in range(0, pairs.targets.shape[1], chunk):
+        part = slice(start, start + chunk)
+        logits, digits = model(pairs.inputs[:, part])
+        correct += ((logits > 0).float() == pairs.targets[:, part]).sum(1)
+        digits_correct += (digits.argmax(-1) == pairs.classes[:, part]).float().sum((1, 2))
+    model.train(was_training)
+    n = pairs.targets.shape[1]
+    return correct / n, digits_correct / (2 * n)
+
+
+def make_optimizer(model: ComparisonNet, config: TrainConfig, steps: int):
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    else:
+        kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        optimizer = kind(params, config.lr, weight_decay=config.weight_decay)
+    if config.schedule == "onecycle":
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps)
+    return optimizer, None
+
+
+def train_members(
+    variant: Variant,
+    rounds: list[RoundData],
+    config: TrainConfig,
+    device: torch.device,
+    on_epoch: Callable[[int], None] | None = None,
+) -> tuple[ComparisonNet, list[dict[str, list[float | None]]]]:
+    """Train one member per round, all at once; return the model and each member's per-epoch curves."""
+    fit = stack([r.train for r in rounds], device)
+    if config.swap:
+        fit = add_swapped(fit)
+    val = stack([r.val for r in rounds], device) if rounds[0].val is not None else None
+    test = stack([r.test for r in rounds], device)
+    members, n = fit.targets.shape
+    model = ComparisonNet(variant, members).to(device).train()
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    optimizer, scheduler = make_optimizer(model, config, config.epochs * steps_per_epoch)
+    member_index = torch.arange(members, device=device)[:, None]
+    history: dict[str, list[torch.Tensor]] = {"train_loss": [], "train_error": [], "val_error": [], "test_error": []}
+    for _ in range(config.epochs):
+        order = torch.rand(members, n, device=device).argsort(dim=1)
+        loss_sum = torch.zeros(members, device=device)
+        wrong = torch.zeros(members, device=device)
+        for start in range(0, n, config.batch_size):
+            batch = member_index, order[:, start : start + config.batch_size]
+            inputs = fit.inputs[batch]
+            if config.shift:
+                inputs = random_shift(inputs, config.shift)
+            logits, digits = model(inputs)
+            targets = fit.targets[batch]
+            loss = comparison_loss(logits, digits, targets, fit.classes[batch], variant.aux_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            with torch.no_grad():
+                size = targets.shape[1]
+                loss_sum += loss.detach() * size
+                wrong += ((logits.detach() > 0).float() != targets).sum(1)
+        history["train_loss"].append(loss_sum / n)
+        history["train_error"].append(wrong / n)
+        if config.curves:
+            if val is not None:
+                history["val_error"].append(1 - evaluate(model, val)[0])
+            history["test_error"].append(1 - evaluate(model, test)[0])
+        if on_epoch is not None:
+            on_epoch(members)
+    curves = {
+        key: [rounded(*row) for row in torch.stack(values).T] if values else [[]] * members
+        for key, values in history.items()
+    }
+    return model, [{key: curves[key][m] for key in curves} for m in range(members)]
+
+
+def train_variant(
+    variant: Variant,
+    rounds: list[RoundData],
+    config: TrainConfig,
+    device: torch.device,
+    seed: int = 0,
+    on_epoch: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Train and evaluate one variant on every round's data; the seed fixes initialisation and shuffling."""
+    variant, config = variant.resolved(), config.check()
+    torch.manual_seed(seed)
+    together = config.rounds_together or len(rounds)
+    results: list[RoundResult] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    params = 0
+    for first in range(0, len(rounds), together):
+        chunk = rounds[first : first + together]
+        started = time.perf_counter()
+        model, curves = train_members(variant, chunk, config, device, on_epoch)
+        fit_acc = evaluate(model, stack([r.train for r in chunk], device))[0]
+        val_acc = evaluate(model, stack([r.val for r in chunk], device))[0] if chunk[0].val is not None else None
+        test_acc, digit_acc = evaluate(model, stack([r.test for r in chunk], device))
+        seconds = (time.perf_counter() - started) / len(chunk)
+        params = count_parameters(model)
+        for m in range(len(chunk)):
+            val_acc_m = None if val_acc is None else val_acc[m]
+            results.append(
+                RoundResult(first + m, *rounded(fit_acc[m], val_acc_m, test_acc[m], digit_acc[m], seconds), curves[m])
+            )
+            # Model selection uses validation accuracy (training accuracy when there is no validation split).
+            score = float(val_acc_m if val_acc_m is not None else fit_acc[m])
+            if best is None or score > best[0]:
+                best = (score, first + m, member_state(model, m))
+    assert best is not None
+    return RunResult(variant, params, config, str(device), results, best[1], best[2])

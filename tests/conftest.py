@@ -1,0 +1,35 @@
+"""Shared fixtures: the real MNIST test set (when present) and helpers that write IDX files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitcmp.data import IMAGES_MAGIC, LABELS_MAGIC
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_pair(folder: Path, stems: tuple[str, str], images: np.ndarray, labels: np.ndarray, gz: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, array, magic in ((stems[0], images, IMAGES_MAGIC), (stems[1], labels, LABELS_MAGIC)):
+        data = idx_bytes(array, magic)
+        (folder / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
+
+
+@pytest.fixture(scope="session")
+def mnist_test_dir() -> Path:
+    """The official MNIST test set ($DIGITCMP_DATA or ../shared/mnist); tests needing it skip without it."""
+    folder = Path(os.environ.get("DIGITCMP_DATA") or REPO.parent / "shared" / "mnist")
+    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST test set not found in {folder}")
+    return folder

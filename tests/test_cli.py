@@ -1,0 +1,105 @@
+"""The command line: help, version, JSON output, files written, and one clear line for every user mistake."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from digitcmp import __version__
+from digitcmp.cli import app
+from digitcmp.models import load_checkpoint
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    """Invoke the CLI in-process; DIGITCMP_DATA is cleared so the bundled sample is the default."""
+    return runner.invoke(app, list(args), env={"DIGITCMP_DATA": ""})
+
+
+def assert_one_line_error(result, code: int, *words: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.lower().startswith("error"), result.output
+    for word in words:
+        assert word in last
+
+
+def test_help_lists_every_command_and_version_prints():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("train", "bench", "export", "predict"):
+        assert command in result.output
+    assert run("--version").output.strip() == f"digitcmp {__version__}"
+
+
+def test_train_json_writes_checkpoint_and_results(tmp_path):
+    result = run(
+        "train",
+        "--arch",
+        "shallow-fc",
+        "--rounds",
+        "2",
+        "--epochs",
+        "2",
+        "--pairs",
+        "200",
+        "--json",
+        "--out",
+        str(tmp_path),
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["variant"] == {
+        "arch": "shallow-fc",
+        "weight_sharing": True,
+        "aux_weight": 1.0,
+        "width": None,
+        "head": "mlp",
+    }
+    assert [
+        set(r) >= {"round", "train_accuracy", "test_accuracy", "digit_accuracy", "seconds"} for r in record["rounds"]
+    ] == [True, True]
+    assert {"test_accuracy_mean", "test_accuracy_std"} <= set(record["summary"])
+    assert record["checkpoint"] == str(tmp_path / "checkpoint.pt")
+    assert json.loads((tmp_path / "results.json").read_text())["summary"] == record["summary"]
+    model, meta = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert model.variant.arch == "shallow-fc" and meta["config"]["epochs"] == 2 and meta["seed"] == 0
+
+
+def test_train_table_shows_rounds_and_mean(tmp_path):
+    result = run(
+        "train", "--arch", "deep-fc", "--rounds", "2", "--epochs", "1", "--pairs", "100", "--out", str(tmp_path), "-q"
+    )
+    assert result.exit_code == 0, result.output
+    assert "mean ± std" in result.stdout and "deep-fc-ws-aux1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--arch", "nosuch"), ("unknown architecture", "lenet")),
+        (("--data-dir", "/nonexistent"), ("/nonexistent", "does not exist")),
+        (("--optimizer", "rmsprop"), ("optimizer",)),
+        (("--aux-weight", "-1"), ("--aux-weight",)),
+        (("--width", "8"), ("width",)),
+        (("--pairs", "3000"), ("distinct digits",)),
+        (("--download",), ("--data-dir",)),
+    ],
+)
+def test_user_mistakes_end_in_one_clear_line(args, words):
+    assert_one_line_error(run("train", *args), 2, *words)
+
+
+def test_bad_flag_values_are_usage_errors():
+    assert_one_line_error(run("train", "--epochs", "many"), 2, "--epochs")
+    assert_one_line_error(run("train", "--rounds", "0"), 2, "--rounds")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
+def test_cuda_without_gpu_is_a_clear_error():
+    assert_one_line_error(run("train", "--device", "cuda"), 2, "CUDA", "--device cpu")

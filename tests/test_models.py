@@ -1,0 +1,126 @@
+"""Models: every variant's shapes, weight sharing, member independence, loss formula, heads, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from digitcmp.errors import DigitcmpError
+from digitcmp.models import (
+    ARCHS,
+    ComparisonNet,
+    StructuredHead,
+    Variant,
+    comparison_loss,
+    count_parameters,
+    get_arch,
+    load_checkpoint,
+    member_state,
+    save_checkpoint,
+)
+
+VARIANTS = [Variant(arch, ws, aux) for arch in ARCHS for ws in (False, True) for aux in (0.0, 1.0)]
+
+
+def test_registry_has_the_reports_architectures():
+    assert {"shallow-fc", "deep-fc", "lenet", "conv6"} <= set(ARCHS)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
+def test_forward_shapes_for_every_variant(variant):
+    model = ComparisonNet(variant, members=3)
+    logits, digits = model(torch.rand(3, 5, 2, 14, 14))
+    assert logits.shape == (3, 5) and digits.shape == (3, 5, 2, 10)
+    assert torch.isfinite(logits).all() and torch.isfinite(digits).all()
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_weight_sharing_means_one_tower(arch):
+    shared, separate = ComparisonNet(Variant(arch, True, 1.0)), ComparisonNet(Variant(arch, False, 1.0))
+    assert shared.tower_b is shared.tower_a and separate.tower_b is not separate.tower_a
+    tower = sum(p.numel() for p in shared.tower_a.parameters())
+    assert count_parameters(separate) - count_parameters(shared) == tower
+
+
+def test_lenet_has_about_70k_parameters():
+    assert 65_000 < count_parameters(ComparisonNet(Variant("lenet", True, 1.0))) < 80_000
+
+
+@pytest.mark.parametrize("variant", [Variant("lenet", False, 1.0), Variant("conv6", True, 0.5)], ids=lambda v: v.name)
+def test_members_compute_what_separate_models_compute(variant):
+    """Member m of a batched model gives the outputs and gradients of a lone model with its weights."""
+    batched = ComparisonNet(variant, members=3).train()
+    lone = ComparisonNet(variant, members=1).train()
+    lone.load_state_dict(member_state(batched, 1))
+    x, targets = torch.rand(3, 8, 2, 14, 14), torch.randint(0, 2, (3, 8)).float()
+    classes = torch.randint(0, 10, (3, 8, 2))
+    torch.manual_seed(0)
+    batched.eval()
+    lone.eval()
+    logits, digits = batched(x)
+    comparison_loss(logits, digits, targets, classes, variant.aux_weight).sum().backward()
+    lone_logits, lone_digits = lone(x[1:2])
+    comparison_loss(lone_logits, lone_digits, targets[1:2], classes[1:2], variant.aux_weight).sum().backward()
+    assert torch.allclose(logits[1], lone_logits[0], atol=1e-5)
+    for (name, p), q in zip(batched.named_parameters(), lone.parameters(), strict=True):
+        assert torch.allclose(p.grad[1], q.grad[0], atol=1e-5), name
+
+
+def test_loss_formula():
+    logits, digits = torch.randn(1, 6), torch.randn(1, 6, 2, 10)
+    targets, classes = torch.randint(0, 2, (1, 6)).float(), torch.randint(0, 10, (1, 6, 2))
+    main = F.binary_cross_entropy_with_logits(logits[0], targets[0])
+    aux = F.cross_entropy(digits[0, :, 0], classes[0, :, 0]) + F.cross_entropy(digits[0, :, 1], classes[0, :, 1])
+    assert torch.allclose(comparison_loss(logits, digits, targets, classes, 0.0), main)
+    assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0), (main + 2 * aux) / 3)
+
+
+def test_structured_head_is_the_exact_probability():
+    digits = torch.randn(2, 4, 2, 10) * 5
+    p = digits.softmax(-1)
+    exact = torch.einsum("ebi,ebj,ij->eb", p[:, :, 0], p[:, :, 1], torch.ones(10, 10).triu())
+    assert torch.allclose(torch.sigmoid(StructuredHead()(digits)), exact, atol=1e-5)
+    confident = torch.full((1, 1, 2, 10), -100.0)
+    confident[..., 0, 3], confident[..., 1, 7] = 100.0, 100.0
+    assert math.isfinite(StructuredHead()(confident).item()) and StructuredHead()(confident).item() > 50
+
+
+def test_unknown_architecture_names_the_choices_and_a_close_match():
+    with pytest.raises(DigitcmpError, match=r"did you mean 'lenet'.*shallow-fc"):
+        get_arch("lenett")
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        (Variant("lenet", True, -1.0), "aux-weight"),
+        (Variant("lenet", True, 1.0, width=16), "no width"),
+        (Variant("conv6", True, 1.0, head="attention"), "unknown head"),
+    ],
+)
+def test_invalid_variants_are_refused(variant, message):
+    with pytest.raises(DigitcmpError, match=message):
+        variant.resolved()
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = ComparisonNet(Variant("conv6", True, 1.0, width=8), members=2).eval()
+    path = save_checkpoint(tmp_path / "c.pt", member_state(model, 0), model.variant, {"seed": 3})
+    loaded, meta = load_checkpoint(path)
+    x = torch.rand(1, 4, 2, 14, 14)
+    assert meta == {"seed": 3} and loaded.variant == model.variant
+    assert torch.allclose(loaded(x)[0], model(x.expand(2, -1, -1, -1, -1))[0][:1], atol=1e-6)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04garbage"])
+def test_damaged_checkpoints_are_refused(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(DigitcmpError, match=r"bad\.pt"):
+        load_checkpoint(path)
+    with pytest.raises(DigitcmpError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,90 @@
+"""Training: learning above chance, determinism, augmentation semantics, configuration checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from digitcmp.data import draw_rounds, load_source
+from digitcmp.errors import DigitcmpError
+from digitcmp.models import Variant
+from digitcmp.train import TrainConfig, add_swapped, random_shift, resolve_device, train_variant
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def rounds():
+    return draw_rounds(load_source(None), rounds=2, n_train=1000, n_test=1000, val_fraction=0.1, seed=0)
+
+
+def test_short_training_beats_chance_clearly(rounds):
+    result = train_variant(Variant("shallow-fc", True, 1.0), rounds, TrainConfig(epochs=8), CPU, seed=0)
+    summary = result.summary()
+    # Always answering "≤" scores about 0.55; a few epochs of a small network should reach 0.75+.
+    assert summary["test_accuracy_mean"] > 0.75
+    assert summary["digit_accuracy_mean"] > 0.8
+    assert len(result.rounds) == 2 and [r.round for r in result.rounds] == [0, 1]
+    curves = result.rounds[0].curves
+    assert len(curves["train_loss"]) == 8 and curves["train_loss"][-1] < curves["train_loss"][0]
+    assert len(curves["test_error"]) == 8 and len(curves["val_error"]) == 8
+
+
+def test_training_is_deterministic_for_a_seed(rounds):
+    config = TrainConfig(epochs=2)
+    a = train_variant(Variant("lenet", False, 0.0), rounds, config, CPU, seed=3)
+    b = train_variant(Variant("lenet", False, 0.0), rounds, config, CPU, seed=3)
+    assert [r.test_accuracy for r in a.rounds] == [r.test_accuracy for r in b.rounds]
+    assert all(torch.equal(a.best_state[k], b.best_state[k]) for k in a.best_state)
+
+
+def test_rounds_trained_one_at_a_time_or_together_give_the_same_kind_of_result(rounds):
+    config = TrainConfig(epochs=3, rounds_together=1, curves=False)
+    result = train_variant(Variant("deep-fc", True, 1.0), rounds, config, CPU)
+    assert len(result.rounds) == 2 and result.rounds[0].curves["test_error"] == []
+    assert result.best_round in (0, 1)
+
+
+def test_swapped_pairs_keep_equal_digits_at_one(rounds):
+    pairs = rounds[0].train
+    swapped = add_swapped(pairs)
+    n = len(pairs)
+    assert swapped.inputs.shape[0] == 2 * n
+    assert torch.equal(swapped.inputs[n:, 0], pairs.inputs[:, 1])
+    assert torch.equal(swapped.classes[n:], pairs.classes.flip(-1))
+    equal = pairs.classes[:, 0] == pairs.classes[:, 1]
+    assert equal.any() and (swapped.targets[n:][equal] == 1).all()
+    assert torch.equal(swapped.targets[n:][~equal], 1 - pairs.targets[~equal])
+
+
+def test_random_shift_moves_digits_without_changing_shape():
+    digits = torch.zeros(3, 4, 2, 14, 14)
+    digits[..., 6:8, 6:8] = 1.0
+    shifted = random_shift(digits, 2)
+    assert shifted.shape == digits.shape
+    assert torch.equal(shifted.sum((-1, -2)), digits.sum((-1, -2)))  # a centred blob never leaves the frame
+    assert not torch.equal(shifted, digits)
+
+
+@pytest.mark.parametrize(
+    ("config", "flag"),
+    [
+        (TrainConfig(epochs=0), "--epochs"),
+        (TrainConfig(lr=-1), "--lr"),
+        (TrainConfig(val_fraction=1.0), "--val-fraction"),
+        (TrainConfig(optimizer="lbfgs"), "optimizer"),
+        (TrainConfig(schedule="cosine"), "schedule"),
+    ],
+)
+def test_bad_configuration_names_the_flag(config, flag):
+    with pytest.raises(DigitcmpError, match=flag):
+        config.check()
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == CPU
+    if not torch.cuda.is_available():
+        with pytest.raises(DigitcmpError, match="no GPU"):
+            resolve_device("cuda")
+    with pytest.raises(DigitcmpError, match="unknown device"):
+        resolve_device("tpu")
