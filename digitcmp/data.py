@@ -130,7 +130,7 @@ def read_split(directory: Path, stems: tuple[str, str], origin: str) -> Digits |
 
 def bundled_digits() -> Digits:
     """The 5,000 real MNIST training digits shipped with the package (docs/data.md says where they come from)."""
-    resource = importlib.resources.files("digitcmp") / "assets" / "mnist_sample.npz"
+    resource = importlib.resources.files("digitcmp.assets") / "mnist_sample.npz"
     with resource.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
         return Digits(npz["images"], npz["labels"], "bundled MNIST sample")
 

@@ -1,0 +1,203 @@
+"""The study: every variant over the same rounds of data, summarised, saved, and compared with a baseline.
+
+Within a round every variant sees the same data draw (a paired design), so differences between variants are not
+differences between draws. Model selection (which variant's checkpoint becomes ``best.pt``) uses validation
+accuracy only; the reported figure is always the last epoch's test accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from .data import DigitSource, draw_rounds
+from .errors import DigitcmpError
+from .models import Variant, get_arch
+from .train import RunResult, TrainConfig, train_variant
+
+SCHEMA_VERSION = 1
+KEY_FIELDS = ("arch", "weight_sharing", "aux_weight", "width", "head", "lr", "batch_size", "weight_decay")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The grid (every combination of the lists) and the protocol shared by all its variants."""
+
+    archs: tuple[str, ...]
+    weight_sharing: tuple[bool, ...] = (False, True)
+    aux_weights: tuple[float, ...] = (0.0, 1.0)
+    widths: tuple[int, ...] = ()  # empty axes: each architecture's own default or recipe
+    lrs: tuple[float, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+    weight_decays: tuple[float, ...] = ()
+    rounds: int = 10
+    pairs: int = 1000
+    test_pairs: int = 1000
+    val_fraction: float = 0.1  # shared: every variant sees the same validation pairs
+    seed: int = 0
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields set for every architecture (e.g. epochs)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell of the grid: a variant and the training configuration it runs with."""
+
+    variant: Variant
+    config: TrainConfig
+
+    def key(self) -> dict:
+        """The fields that identify this cell in results files and baselines."""
+        c = self.config
+        return {**self.variant.to_dict(), "lr": c.lr, "batch_size": c.batch_size, "weight_decay": c.weight_decay}
+
+
+@dataclass
+class Outcome:
+    """A finished (or failed) grid cell."""
+
+    job: Job
+    result: RunResult | None
+    error: str | None = None
+
+
+def expand(config: BenchConfig) -> list[Job]:
+    """Every combination of the grid's axes; widths apply to the architectures that have one."""
+    jobs = []
+    for arch in config.archs:
+        spec = get_arch(arch)
+        widths: tuple[int | None, ...] = (None,) if spec.default_width is None else (config.widths or (None,))
+        base = TrainConfig.for_arch(arch, **config.overrides, val_fraction=config.val_fraction)
+        for width, lr, batch, decay, ws, aux in itertools.product(
+            widths,
+            config.lrs or (base.lr,),
+            config.batch_sizes or (base.batch_size,),
+            config.weight_decays or (base.weight_decay,),
+            config.weight_sharing,
+            config.aux_weights,
+        ):
+            variant = Variant(arch, ws, aux, width).resolved()
+            train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).check()
+            jobs.append(Job(variant, train))
+    return jobs
+
+
+def run_bench(
+    config: BenchConfig,
+    source: DigitSource,
+    device: torch.device,
+    on_epoch: Callable[[int], None] | None = None,
+    on_start: Callable[[Job], None] | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Train every job on the same rounds; a failing job is recorded and the rest go on.
+
+    Ctrl-C stops the run and returns the jobs finished so far (their rounds are complete).
+    """
+    jobs = expand(config)
+    data = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
+    outcomes: list[Outcome] = []
+    for job in jobs:
+        if on_start is not None:
+            on_start(job)
+        try:
+            outcome = Outcome(job, train_variant(job.variant, data, job.config, device, config.seed, on_epoch))
+        except KeyboardInterrupt:
+            break
+        except (DigitcmpError, RuntimeError) as exc:  # e.g. out of memory for one large variant
+            outcome = Outcome(job, None, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+    return outcomes
+
+
+def best_outcome(outcomes: list[Outcome]) -> Outcome | None:
+    """The variant with the best mean validation accuracy (never test accuracy)."""
+    done = [o for o in outcomes if o.result is not None]
+    if not done:
+        return None
+
+    def score(o: Outcome) -> float:
+        summary = o.result.summary()
+        return (
+            summary["val_accuracy_mean"] if summary["val_accuracy_mean"] is not None else summary["train_accuracy_mean"]
+        )
+
+    return max(done, key=score)
+
+
+def variant_record(outcome: Outcome) -> dict:
+    """One variant's entry in results.json."""
+    record: dict = {
+        **outcome.job.key(),
+        "name": outcome.job.variant.name,
+        "status": "ok" if outcome.result else "failed",
+        "train_config": asdict(outcome.job.config),
+    }
+    if outcome.result is None:
+        return {**record, "error": outcome.error}
+    result = outcome.result
+    summary = result.summary()
+    rounds = [{key: value for key, value in asdict(r).items()} for r in result.rounds]
+    return {
+        **record,
+        "technique": outcome.job.variant.technique,
+        "params": result.params,
+        **summary,
+        "rounds": rounds,
+    }
+
+
+def results_document(config: BenchConfig, outcomes: list[Outcome], environment: dict, data: str) -> dict:
+    """The whole of results.json (schema ``SCHEMA_VERSION``; docs/bench.md describes it)."""
+    settings = asdict(config)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "digitcmp_version": environment["digitcmp_version"],
+        "created": environment["created"],
+        "device": environment["device"],
+        "environment": environment,
+        "data": data,
+        "config": settings,
+        "variants": [variant_record(o) for o in outcomes],
+        "best": None,
+    }
+
+
+def compare(current: dict, baseline: dict, tolerance: float, time_tolerance: float) -> list[dict]:
+    """Compare each variant with the baseline's; a row regresses when accuracy drops by more than
+    ``tolerance`` (absolute) or seconds per round grow by more than ``time_tolerance`` (relative)."""
+
+    def key(v: dict) -> tuple:
+        return tuple(
+            v.get(k)
+            for k in ("arch", "weight_sharing", "aux_weight", "width", "head", "lr", "batch_size", "weight_decay")
+        )
+
+    base = {key(v): v for v in baseline.get("variants", []) if v.get("status") == "ok"}
+    rows = []
+    for variant in current["variants"]:
+        old = base.get(key(variant))
+        row = {"name": variant.get("name") or variant["arch"], "status": "new", "regression": False}
+        if variant.get("status") != "ok":
+            row.update(status="failed", regression=True)
+        elif old is not None:
+            accuracy_drop = old["test_accuracy_mean"] - variant["test_accuracy_mean"]
+            slowdown = variant["seconds_per_round"] / max(old["seconds_per_round"], 1e-9) - 1
+            row.update(
+                status="compared",
+                accuracy=variant["test_accuracy_mean"],
+                baseline_accuracy=old["test_accuracy_mean"],
+                accuracy_delta=-accuracy_drop,
+                seconds=variant["seconds_per_round"],
+                baseline_seconds=old["seconds_per_round"],
+                slowdown=slowdown,
+                accuracy_regression=accuracy_drop > tolerance,
+                time_regression=slowdown > time_tolerance,
+            )
+            row["regression"] = row["accuracy_regression"] or row["time_regression"]
+        rows.append(row)
+    return rows

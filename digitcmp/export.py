@@ -1,0 +1,193 @@
+"""Export a checkpoint to ONNX, and keep the file only if it passes the checker and parity with torch.
+
+The graph takes ``pairs`` float32 N×2×14×14 (pooled digits in [0, 1], white on black; normalisation is inside)
+and returns ``le_probability`` (N) and ``digit_probabilities`` (N×2×10); only the batch axis is dynamic.
+Metadata (JSON values) records the variant, training, accuracy, the input contract and versions; ``predict``
+refuses a model without it.
+
+Exporter: torch's TorchScript-based exporter (``dynamo=False``) at opset 17 by default. The dynamo exporter of
+torch 2.15 fails on the batch-norm architectures and wrote an invalid Split node for lenet in our trials.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .data import DigitSource, PairSet, draw_pairs
+from .errors import DigitcmpError
+from .files import atomic_write
+from .models import ComparisonNet, load_checkpoint
+from .preprocess import pool_digits
+
+INPUT_NAME = "pairs"
+OUTPUT_NAMES = ("le_probability", "digit_probabilities")
+METADATA_KEY = "digitcmp"  # one JSON document in metadata_props
+INPUT_CONTRACT = {
+    "name": INPUT_NAME,
+    "shape": ["batch", 2, 14, 14],
+    "dtype": "float32",
+    "range": [0.0, 1.0],
+    "polarity": "white digit on black background",
+    "preprocessing": "28×28 MNIST-style digit (fitted in a 20×20 box, centred by mass), 2×2 average-pooled to 14×14",
+    "normalisation": "inside the graph",
+}
+LABELS = {"le_probability": "P(first digit ≤ second digit)", "digit_probabilities": "softmax over 0-9, per digit"}
+PARITY_TOLERANCE = 1e-5
+
+
+class ProbabilityModel(nn.Module):
+    """What the ONNX graph computes: probabilities from a pair batch N×2×14×14."""
+
+    def __init__(self, net: ComparisonNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, digits = self.net(pairs.unsqueeze(0))
+        return torch.sigmoid(logits[0]), torch.softmax(digits[0], dim=-1)
+
+
+@dataclass
+class ExportSummary:
+    path: Path
+    checkpoint: Path
+    size_bytes: int
+    opset: int
+    parity_max_difference: float
+    decisions_identical: bool
+    batch_sizes: tuple[int, ...]
+    onnx_accuracy: float
+    torch_accuracy: float
+    pairs_checked: int
+    metadata: dict
+
+
+def latest_bench_checkpoint(root: Path = Path("runs")) -> Path:
+    """The best.pt of the most recent bench run under ``root``."""
+    candidates = sorted(root.glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise DigitcmpError(f"no bench checkpoint found under {root}/; pass CHECKPOINT or run 'digitcmp bench' first")
+    return candidates[-1]
+
+
+def parity_pairs(source: DigitSource, n: int, seed: int) -> PairSet:
+    """Real test pairs for the parity check."""
+    pooled = torch.from_numpy(pool_digits(source.test.images))
+    labels = torch.from_numpy(source.test.labels.astype(np.int64))
+    return draw_pairs(pooled, labels, min(n, len(labels) // 2), torch.Generator().manual_seed(seed))
+
+
+def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int) -> dict:
+    summary = meta.get("summary", {})
+    return {
+        "format": "digitcmp-onnx/1",
+        "variant": net.variant.to_dict(),
+        "variant_name": net.variant.name,
+        "params": meta.get("params"),
+        "train_config": meta.get("config"),
+        "test_accuracy_mean": summary.get("test_accuracy_mean"),
+        "test_accuracy_std": summary.get("test_accuracy_std"),
+        "data": meta.get("data"),
+        "input": INPUT_CONTRACT,
+        "outputs": LABELS,
+        "labels": "le_probability > 0.5 means the first digit is ≤ the second",
+        "digitcmp_version": __version__,
+        "torch_version": str(torch.__version__),
+        "exporter": "torch.onnx.export(dynamo=False)",
+        "opset": opset,
+        "source_checkpoint": str(checkpoint),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) -> None:
+    import onnx
+
+    example = torch.rand(3, 2, 14, 14)
+    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_axes=dynamic,
+        opset_version=opset,
+        dynamo=False,
+    )
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    proto.producer_name, proto.producer_version = "digitcmp", __version__
+    proto.doc_string = "Is the first MNIST digit ≤ the second? Input 'pairs' N×2×14×14 in [0, 1], white on black."
+    onnx.save(proto, str(path))
+
+
+def check_parity(
+    path: Path, model: ProbabilityModel, pairs: PairSet, batch_sizes: tuple[int, ...]
+) -> tuple[float, bool, float, float]:
+    """Run onnxruntime and torch on the same real pairs at several batch sizes.
+
+    Returns (max |Δprobability|, identical decisions, onnx accuracy, torch accuracy).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = pairs.inputs.numpy()
+    with torch.no_grad():
+        torch_le, torch_digits = (t.numpy() for t in model(pairs.inputs))
+    worst, same = 0.0, True
+    for batch in batch_sizes:
+        parts = [session.run(None, {INPUT_NAME: inputs[i : i + batch]}) for i in range(0, len(inputs), batch)]
+        onnx_le = np.concatenate([p[0] for p in parts])
+        onnx_digits = np.concatenate([p[1] for p in parts])
+        worst = max(worst, float(np.abs(onnx_le - torch_le).max()), float(np.abs(onnx_digits - torch_digits).max()))
+        same &= bool(np.array_equal(onnx_le > 0.5, torch_le > 0.5))
+        same &= bool(np.array_equal(onnx_digits.argmax(-1), torch_digits.argmax(-1)))
+    targets = pairs.targets.numpy() > 0.5
+    return worst, same, float(((onnx_le > 0.5) == targets).mean()), float(((torch_le > 0.5) == targets).mean())
+
+
+def export_onnx(
+    checkpoint: Path, out: Path, source: DigitSource, opset: int = 17, pairs: int = 1000, seed: int = 0
+) -> ExportSummary:
+    """Export, validate on real test pairs, and only then move the file into place."""
+    if opset < 17:
+        raise DigitcmpError(f"--opset {opset} is too old; use 17 or newer")
+    net, meta = load_checkpoint(checkpoint)
+    model = ProbabilityModel(net).eval()
+    metadata = build_metadata(net, meta, checkpoint, opset)
+    test_pairs = parity_pairs(source, pairs, seed)
+    batch_sizes = (1, 7, len(test_pairs))
+    result: dict = {}
+
+    def write_and_check(tmp: Path) -> None:
+        write_onnx(model, tmp, opset, metadata)
+        model.eval()  # the exporter restores the module's mode; keep eval for the comparison
+        result["parity"] = check_parity(tmp, model, test_pairs, batch_sizes)
+        worst, same, _, _ = result["parity"]
+        if worst > PARITY_TOLERANCE or not same:
+            raise DigitcmpError(
+                f"ONNX output differs from torch (max |Δp| {worst:.2e}, identical decisions: {same}); nothing written",
+                exit_code=1,
+            )
+
+    started = time.perf_counter()
+    atomic_write(out, write_and_check)
+    worst, same, onnx_accuracy, torch_accuracy = result["parity"]
+    metadata["export_seconds"] = round(time.perf_counter() - started, 2)
+    return ExportSummary(
+        out, checkpoint, out.stat().st_size, opset, worst, same, batch_sizes, onnx_accuracy, torch_accuracy,
+        len(test_pairs), metadata,
+    )  # fmt: skip

@@ -1,0 +1,177 @@
+"""Bench: the grid, the paired design, failure isolation, interruption, model selection, files and the CI gate."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import digitcmp.bench as bench_module
+from digitcmp.bench import BenchConfig, Job, Outcome, best_outcome, compare, expand, run_bench
+from digitcmp.cli import app
+from digitcmp.data import load_source
+from digitcmp.models import Variant, load_checkpoint
+from digitcmp.train import RoundResult, RunResult, TrainConfig
+
+TINY = {"rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 1}}
+
+
+def test_grid_covers_every_technique_and_applies_widths_and_recipes():
+    jobs = expand(BenchConfig(archs=("lenet", "conv6", "vgg4"), widths=(8, 16), lrs=(1e-3, 3e-3)))
+    names = [job.variant.name for job in jobs]
+    assert len(jobs) == (1 + 2 + 2) * 2 * 4  # lenet has no width; 2 lrs; 4 techniques
+    assert len(set((j.variant, j.config.lr) for j in jobs)) == len(jobs)
+    assert {j.variant.technique for j in jobs} == {"none", "weight sharing", "auxiliary loss", "both"}
+    assert "conv6-w8-ws-aux1" in names and "lenet-sep-noaux" in names
+    vgg = next(j for j in jobs if j.variant.arch == "vgg4")
+    assert vgg.config.schedule == "onecycle" and vgg.config.swap  # the architecture's recipe
+    lenet = next(j for j in jobs if j.variant.arch == "lenet")
+    assert lenet.config.schedule == "constant" and lenet.config.epochs == 25
+
+
+def test_every_variant_sees_the_same_rounds_and_a_failure_does_not_stop_the_rest(monkeypatch):
+    seen = []
+
+    def fake_train(variant, rounds, config, device, seed, on_epoch):
+        seen.append(rounds)
+        if variant.arch == "deep-fc" and variant.weight_sharing:
+            raise RuntimeError("out of memory\nmore detail")
+        return fake_result(variant, 0.8, 0.8)
+
+    monkeypatch.setattr(bench_module, "train_variant", fake_train)
+    outcomes = run_bench(BenchConfig(archs=("shallow-fc", "deep-fc"), **TINY), load_source(None), torch.device("cpu"))
+    assert len(outcomes) == 8 and all(rounds is seen[0] for rounds in seen)  # one draw, shared: a paired design
+    failed = [o for o in outcomes if o.result is None]
+    assert len(failed) == 2 and failed[0].error == "RuntimeError: out of memory"
+
+
+def test_ctrl_c_keeps_the_variants_already_finished(monkeypatch):
+    calls = []
+
+    def fake_train(variant, rounds, config, device, seed, on_epoch):
+        calls.append(variant)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fake_result(variant, 0.8, 0.8)
+
+    monkeypatch.setattr(bench_module, "train_variant", fake_train)
+    outcomes = run_bench(BenchConfig(archs=("shallow-fc",), **TINY), load_source(None), torch.device("cpu"))
+    assert len(outcomes) == 2 and all(o.result for o in outcomes)
+
+
+def fake_result(variant: Variant, val: float, test: float) -> RunResult:
+    rounds = [RoundResult(i, 0.9, val, test, 0.9, 1.0) for i in range(2)]
+    return RunResult(variant.resolved(), 10, TrainConfig(), "cpu", rounds, 0, {})
+
+
+def test_best_model_is_chosen_by_validation_never_by_test():
+    good_val = Outcome(
+        Job(Variant("lenet", True, 1.0), TrainConfig()), fake_result(Variant("lenet", True, 1.0), 0.95, 0.80)
+    )
+    good_test = Outcome(
+        Job(Variant("lenet", False, 0.0), TrainConfig()), fake_result(Variant("lenet", False, 0.0), 0.90, 0.99)
+    )
+    assert best_outcome([good_test, good_val]) is good_val
+    assert best_outcome([Outcome(good_val.job, None, "failed")]) is None
+
+
+def record(name: str, accuracy: float, seconds: float, **key) -> dict:
+    base = {"arch": "lenet", "weight_sharing": True, "aux_weight": 1.0, "width": None, "head": "mlp", "lr": 1e-3,
+            "batch_size": 100, "weight_decay": 0.0}  # fmt: skip
+    return {**base, **key, "name": name, "status": "ok", "test_accuracy_mean": accuracy, "seconds_per_round": seconds}
+
+
+def test_compare_flags_accuracy_and_time_regressions_only_beyond_tolerance():
+    baseline = {
+        "variants": [
+            record("a", 0.90, 1.0),
+            record("b", 0.90, 1.0, aux_weight=0.0),
+            record("c", 0.9, 1.0, arch="deep-fc"),
+        ]
+    }
+    current = {"variants": [record("a", 0.88, 1.5), record("b", 0.85, 1.0, aux_weight=0.0), record("c", 0.9, 3.0, arch="deep-fc"),
+                            record("d", 0.5, 1.0, arch="conv6")]}  # fmt: skip
+    rows = {r["name"]: r for r in compare(current, baseline, tolerance=0.03, time_tolerance=1.0)}
+    assert not rows["a"]["regression"]  # -2 points, +50% time: within tolerance
+    assert rows["b"]["accuracy_regression"] and rows["b"]["regression"]
+    assert rows["c"]["time_regression"] and not rows["c"]["accuracy_regression"]
+    assert rows["d"]["status"] == "new" and not rows["d"]["regression"]
+
+
+runner = CliRunner()
+
+
+def bench(*args: str):
+    return runner.invoke(app, ["bench", *args], env={"DIGITCMP_DATA": ""})
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = bench(
+        "--arch", "shallow-fc,deep-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200", "--out", str(out), "-q"
+    )
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_bench_writes_every_results_file(bench_run):
+    out, result = bench_run
+    assert {"results.json", "results.csv", "summary.md", "curves.png", "accuracy.png", "best.pt"} <= {
+        p.name for p in out.iterdir()
+    }
+    document = json.loads((out / "results.json").read_text())
+    assert document["schema_version"] == 1 and {"digitcmp_version", "created", "device", "config"} <= set(document)
+    variant = document["variants"][0]
+    for key in ("arch", "weight_sharing", "aux_weight", "params", "test_accuracy_mean", "test_accuracy_std",
+                "digit_accuracy_mean", "train_accuracy_mean", "seconds_per_round"):  # fmt: skip
+        assert key in variant
+    first_round = variant["rounds"][0]
+    assert {"round", "test_accuracy", "train_accuracy", "digit_accuracy", "seconds", "curves"} <= set(first_round)
+    assert len(first_round["curves"]["train_loss"]) == 2 and len(first_round["curves"]["test_error"]) == 2
+    assert len(document["variants"]) == 8
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 16 and rows[0]["name"] == variant["name"]
+    assert "| architecture | none | weight sharing | auxiliary loss | both |" in (out / "summary.md").read_text()
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    model, meta = load_checkpoint(out / "best.pt")
+    assert document["best"]["checkpoint"] == str(out / "best.pt") and model.variant.name == document["best"]["name"]
+    assert "Test accuracy, mean ± std over 2 rounds" in result.stdout and "✅" in result.stdout
+
+
+def test_compare_against_a_better_baseline_exits_1(bench_run, tmp_path):
+    out, _ = bench_run
+    document = json.loads((out / "results.json").read_text())
+    for variant in document["variants"]:
+        variant["test_accuracy_mean"] += 0.2
+    better = tmp_path / "better.json"
+    better.write_text(json.dumps(document))
+    result = bench("--arch", "shallow-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200", "--out", str(tmp_path / "r"),
+                   "-q", "--compare", str(better))  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("error: regression against")
+
+
+def test_compare_with_the_same_run_passes(bench_run, tmp_path):
+    out, _ = bench_run
+    result = bench("--arch", "shallow-fc,deep-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200", "--out", str(tmp_path),
+                   "-q", "--compare", str(out / "results.json"), "--time-tolerance", "100")  # fmt: skip
+    assert result.exit_code == 0, result.output  # same seed, same code: the same accuracies
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--lr", "fast"), ("--lr", "comma list")),
+        (("--arch", "lenet,nope"), ("unknown architecture", "nope")),
+        (("--compare", "/nonexistent.json"), ("baseline",)),
+    ],
+)
+def test_bench_user_mistakes_end_in_one_line(args, words):
+    result = bench(*args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error:") and all(w in last for w in words)

@@ -1,0 +1,221 @@
+"""Predict: MNIST-style preprocessing of real images in every style, the shipped model's accuracy, JSON and CSV
+output, refusal of bad input with one line, and no torch."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from digitcmp.cli import app
+from digitcmp.data import load_source
+from digitcmp.errors import DigitcmpError
+from digitcmp.predict import load_digit, load_model, predict_pairs, shipped_model
+from digitcmp.preprocess import pool_digits
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    """Real MNIST test digits (the official test set when present, else the bundled test pool)."""
+    return load_source(None).test
+
+
+def save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+STYLES = {
+    "white on black png": lambda d, p: save(Image.fromarray(d), p / "x.png"),
+    "black on white png": lambda d, p: save(Image.fromarray(255 - d), p / "x.png"),
+    "rgba transparent": lambda d, p: save(Image.merge("RGBA", [Image.fromarray(np.zeros_like(d))] * 3 + [Image.fromarray(d)]), p / "x.png"),
+    "large rgb jpeg": lambda d, p: save(Image.fromarray(255 - d).convert("RGB").resize((280, 280), Image.Resampling.BICUBIC), p / "x.jpg", quality=90),
+    "off-centre big canvas": lambda d, p: save(off_centre(d), p / "x.png"),
+    "14x14 png": lambda d, p: save(Image.fromarray(d).resize((14, 14), Image.Resampling.BOX), p / "x.png"),
+    "16-bit png": lambda d, p: save(Image.fromarray(d.astype(np.uint16) * 257), p / "x.png"),
+    "palette gif": lambda d, p: save(Image.fromarray(d).convert("P"), p / "x.gif"),
+    "bmp": lambda d, p: save(Image.fromarray(d), p / "x.bmp"),
+    "tiff": lambda d, p: save(Image.fromarray(255 - d), p / "x.tiff"),
+    "webp": lambda d, p: save(Image.fromarray(d), p / "x.webp", lossless=True),
+}  # fmt: skip
+
+
+def off_centre(digit: np.ndarray) -> Image.Image:
+    canvas = np.full((300, 400), 255, dtype=np.uint8)
+    canvas[30:142, 250:362] = 255 - np.asarray(Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC))
+    return Image.fromarray(canvas)
+
+
+def test_npy_mnist_digit_is_exactly_the_training_tensor(tmp_path, test_digits):
+    digit = test_digits.images[3]
+    np.save(tmp_path / "d.npy", digit)
+    assert np.array_equal(load_digit(tmp_path / "d.npy"), pool_digits(digit[None])[0])
+    np.save(tmp_path / "p.npy", pool_digits(digit[None])[0])
+    assert np.array_equal(load_digit(tmp_path / "p.npy"), pool_digits(digit[None])[0])
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_every_image_style_becomes_the_mnist_digit(tmp_path, test_digits, style):
+    """Images prepared like MNIST come out close to the training tensor of the same digit."""
+    differences = []
+    for digit in test_digits.images[:20]:
+        path = STYLES[style](digit, tmp_path)
+        differences.append(np.abs(load_digit(path) - pool_digits(digit[None])[0]).mean())
+    assert np.median(differences) < 0.06, differences
+
+
+def style_accuracy(tmp_path, digits, labels, style) -> float:
+    model = load_model()
+    pairs, truth = [], []
+    for i in range(0, 2 * 60, 2):
+        folder = tmp_path / f"{style}-{i}"
+        folder.mkdir()
+        a = STYLES[style](digits[i], folder).rename(folder / f"a{STYLES[style](digits[i], folder).suffix}")
+        b = STYLES[style](digits[i + 1], folder)
+        pairs.append((a, b))
+        truth.append(labels[i] <= labels[i + 1])
+    predictions = list(predict_pairs(model, pairs))
+    return float(np.mean([p.first_le_second == t for p, t in zip(predictions, truth, strict=True)]))
+
+
+@pytest.mark.parametrize("style", ["white on black png", "black on white png", "rgba transparent", "large rgb jpeg",
+                                   "off-centre big canvas", "14x14 png"])  # fmt: skip
+def test_shipped_model_is_right_on_real_digits_in_every_style(tmp_path, mnist_test_dir, style):
+    source = load_source(mnist_test_dir)
+    accuracy = style_accuracy(tmp_path, source.test.images[1000:], source.test.labels[1000:], style)
+    assert accuracy >= 0.95, f"{style}: {accuracy:.3f}"
+
+
+def test_shipped_model_metadata_and_contract():
+    model = load_model()
+    assert model.metadata["input"]["shape"] == ["batch", 2, 14, 14]
+    assert model.metadata["variant"]["arch"] and model.metadata["test_accuracy_mean"] > 0.9
+    assert shipped_model().is_file()
+
+
+@pytest.fixture()
+def two_images(tmp_path, test_digits):
+    a = save(Image.fromarray(test_digits.images[0]), tmp_path / "a.png")
+    b = save(Image.fromarray(255 - test_digits.images[1]), tmp_path / "b.png")
+    return a, b, int(test_digits.labels[0]), int(test_digits.labels[1])
+
+
+def test_predict_json_schema(two_images):
+    a, b, label_a, label_b = two_images
+    result = runner.invoke(app, ["predict", str(a), str(b), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"first", "second", "first_le_second", "probability", "consistent"}
+    assert data["first"]["path"] == str(a) and set(data["first"]) == {"path", "digit", "probability"}
+    assert isinstance(data["first_le_second"], bool) and 0.5 <= data["probability"] <= 1
+    assert (data["first"]["digit"], data["second"]["digit"]) == (label_a, label_b)
+
+
+def test_predict_panel_shows_the_verdict(two_images):
+    a, b, label_a, label_b = two_images
+    result = runner.invoke(app, ["predict", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    verdict = "yes" if label_a <= label_b else "no"
+    assert f"{label_a} {'≤' if label_a <= label_b else '>'} {label_b}" in result.stdout and verdict in result.stdout
+
+
+def test_predict_pairs_csv(tmp_path, two_images):
+    a, b, _, _ = two_images
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text(f"first,second\n{a.name},{b.name}\n{b},{a}\n")
+    result = runner.invoke(app, ["predict", "--pairs", str(csv_path), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and lines[0]["first"]["path"] == str(a) and lines[1]["second"]["path"] == str(a)
+    table = runner.invoke(app, ["predict", "--pairs", str(csv_path)])
+    assert table.exit_code == 0 and "2 pairs" in table.stdout and "pairs/s" in table.output
+
+
+def bad_inputs(tmp_path) -> dict:
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(png, format="PNG")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9000, 9000)).save(bomb)
+    files = {
+        "missing": (tmp_path / "nope.png", "does not exist"),
+        "directory": (tmp_path, "is a directory"),
+        "empty": (tmp_path / "empty.png", "is empty"),
+        "truncated": (tmp_path / "trunc.png", "damaged or truncated"),
+        "not an image": (tmp_path / "text.png", "not an image"),
+        "too large": (bomb, "pixel"),
+        "wrong npy shape": (tmp_path / "shape.npy", "shape (3, 5)"),
+    }
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "trunc.png").write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
+    (tmp_path / "text.png").write_text("hello, I am not a picture")
+    np.save(tmp_path / "shape.npy", np.zeros((3, 5)))
+    return files
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "directory", "empty", "truncated", "not an image", "too large", "wrong npy shape"]
+)
+def test_bad_images_are_refused_with_one_line_naming_the_file(tmp_path, two_images, case):
+    path, words = bad_inputs(tmp_path)[case]
+    result = runner.invoke(app, ["predict", str(path), str(two_images[1])])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error:") and str(path) in last and words in last and "Traceback" not in result.output
+
+
+def test_bad_models_are_refused(tmp_path, two_images):
+    import onnx
+    from onnx import TensorProto, helper
+
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 10)
+    plain = onnx.load(str(shipped_model()))
+    del plain.metadata_props[:]
+    no_metadata = tmp_path / "plain.onnx"
+    onnx.save(plain, str(no_metadata))
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])  # fmt: skip
+    wrong = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    wrong.metadata_props.add(key="digitcmp", value="{}")
+    wrong_path = tmp_path / "wrong.onnx"
+    onnx.save(wrong, str(wrong_path))
+    for model, words in ((tmp_path / "none.onnx", "does not exist"), (corrupt, "cannot be loaded"),
+                         (no_metadata, "no digitcmp metadata"), (wrong_path, "N×2×14×14")):  # fmt: skip
+        result = runner.invoke(app, ["predict", str(two_images[0]), str(two_images[1]), "--model", str(model)])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines()[-1].startswith("error:") and words in result.output
+
+
+def test_usage_mistakes(two_images):
+    for args in (
+        ["predict", str(two_images[0])],
+        ["predict", str(two_images[0]), str(two_images[1]), "--pairs", "x.csv"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("error:")
+
+
+def test_predict_runs_without_torch(two_images):
+    a, b, _, _ = two_images
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any 'import torch' now fails
+        "from digitcmp.cli import app\n"
+        f"app(['predict', {str(a)!r}, {str(b)!r}, '--json'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["first"]["path"] == str(a)
+
+
+def test_load_digit_errors_are_digitcmp_errors(tmp_path):
+    with pytest.raises(DigitcmpError):
+        load_digit(tmp_path / "missing.bmp")
