@@ -91,7 +91,10 @@ def main() -> None:
         result = train_variant(variant, data, config, torch.device("cpu"), seed=repeat)
         batched_times.append(result.summary()["seconds_per_round"])
         batched_acc = [r.test_accuracy for r in result.rounds]
-        print(f"repeat {repeat}: plain {plain_times[-1]:.2f} s/round, batched {batched_times[-1]:.2f} s/round", file=sys.stderr)
+        print(
+            f"repeat {repeat}: plain {plain_times[-1]:.2f} s/round, batched {batched_times[-1]:.2f} s/round",
+            file=sys.stderr,
+        )
     plain, batched = statistics.median(plain_times), statistics.median(batched_times)
     figures = {
         "variant": variant.resolved().to_dict(),
@@ -108,8 +111,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
-        print(f"plain loop   : {plain:.2f} s/round, test accuracy {100 * figures['plain_test_accuracy'][0]:.1f} ± {100 * figures['plain_test_accuracy'][1]:.1f}%")
-        print(f"digitcmp     : {batched:.2f} s/round, test accuracy {100 * figures['batched_test_accuracy'][0]:.1f} ± {100 * figures['batched_test_accuracy'][1]:.1f}%")
+        for label, seconds, key in (("plain loop", plain, "plain"), ("digitcmp", batched, "batched")):
+            mean, std = figures[f"{key}_test_accuracy"]
+            print(f"{label:12} : {seconds:.2f} s/round, test accuracy {100 * mean:.1f} ± {100 * std:.1f}%")
         print(f"speed-up     : {plain / batched:.2f}× (median of {args.repeats}; target {args.target}×)")
     sys.exit(0 if plain / batched >= args.target else 1)
 

@@ -86,7 +86,7 @@ RECIPE = "[default: the architecture's recipe, else"
 DEFAULT = "[default: the default variant's, docs/results.md"
 
 
-def default_variant(arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head):
+def default_variant(arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta):
     """The variant the flags name; flags left unset take the project's default variant's values."""
     from .models import DEFAULT_VARIANT, Variant
 
@@ -96,6 +96,7 @@ def default_variant(arch: str | None, weight_sharing: bool | None, aux_weight: f
         DEFAULT_VARIANT.aux_weight if aux_weight is None else aux_weight,
         width,
         head,
+        tta,
     ).resolved()
 
 
@@ -121,6 +122,9 @@ def train(
     ),
     width: int = typer.Option(None, "--width", help="Channels of conv6 (8-64) or vgg4.", show_default=False),
     head: str = typer.Option(None, "--head", help=f"mlp or structured {RECIPE} mlp].", show_default=False),
+    tta: bool = typer.Option(
+        None, "--tta/--no-tta", help=f"Average predictions over 1-pixel shifts {RECIPE} off].", show_default=False
+    ),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds, each a fresh data draw and initialisation."),
     epochs: int = typer.Option(
         None, "--epochs", min=1, help=f"Passes over the pairs {RECIPE} 25].", show_default=False
@@ -167,7 +171,7 @@ def train(
     from .report import environment, rounds_table, stderr_console, stdout_console
     from .train import TrainConfig, resolve_device, train_variant
 
-    variant = default_variant(arch, weight_sharing, aux_weight, width, head)
+    variant = default_variant(arch, weight_sharing, aux_weight, width, head, tta)
     config = TrainConfig.for_arch(
         variant.arch,
         epochs=epochs,

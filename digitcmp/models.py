@@ -27,6 +27,7 @@ from .files import atomic_write
 from .preprocess import MNIST_MEAN, MNIST_STD
 
 HEADS = ("mlp", "structured")
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 class MemberLinear(nn.Module):
@@ -122,6 +123,7 @@ class ArchSpec:
     description: str
     default_width: int | None = None  # None: the architecture has no width option
     default_head: str = "mlp"
+    default_tta: bool = False
     recipe: tuple[tuple[str, object], ...] = ()  # training defaults (TrainConfig fields) that differ from the reports'
 
 
@@ -129,7 +131,11 @@ ARCHS: dict[str, ArchSpec] = {}
 
 
 def register(
-    description: str, default_width: int | None = None, default_head: str = "mlp", **recipe: object
+    description: str,
+    default_width: int | None = None,
+    default_head: str = "mlp",
+    default_tta: bool = False,
+    **recipe: object,
 ) -> Callable:
     """Decorator adding a tower builder ``(members, width) -> nn.Module`` to the registry under its name.
 
@@ -138,7 +144,8 @@ def register(
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__.replace("_", "-")
-        ARCHS[name] = ArchSpec(name, builder, description, default_width, default_head, tuple(recipe.items()))
+        spec = ArchSpec(name, builder, description, default_width, default_head, default_tta, tuple(recipe.items()))
+        ARCHS[name] = spec
         return builder
 
     return add
@@ -202,6 +209,7 @@ def conv6(members: int, width: int | None = 32) -> nn.Module:
     "VGG-style: two stages of two padded 3×3 conv + BatchNorm + ReLU (width, 2·width), max-pool, dropout, → 10",
     default_width=16,
     default_head="structured",
+    default_tta=True,
     epochs=40,
     lr=3e-3,
     optimizer="adamw",
@@ -244,6 +252,7 @@ class Variant:
     aux_weight: float
     width: int | None = None
     head: str | None = None
+    tta: bool | None = None  # test-time augmentation: average over 1-pixel shifts in eval mode
 
     def resolved(self) -> Variant:
         """Check the variant and fill in the architecture's defaults."""
@@ -257,7 +266,10 @@ class Variant:
         head = self.head or spec.default_head
         if head not in HEADS:
             raise DigitcmpError(f"unknown head '{head}'; choose from: {', '.join(HEADS)}")
-        return replace(self, width=self.width or spec.default_width, head=head, aux_weight=float(self.aux_weight))
+        tta = spec.default_tta if self.tta is None else self.tta
+        return replace(
+            self, width=self.width or spec.default_width, head=head, tta=tta, aux_weight=float(self.aux_weight)
+        )
 
     @property
     def name(self) -> str:
@@ -267,6 +279,8 @@ class Variant:
         parts.append(f"aux{self.aux_weight:g}" if self.aux_weight else "noaux")
         if self.head and self.head != get_arch(self.arch).default_head:
             parts.append(self.head)
+        if self.tta is not None and self.tta != get_arch(self.arch).default_tta:
+            parts.append("tta" if self.tta else "notta")
         return "-".join(parts)
 
     @property
@@ -281,12 +295,12 @@ class Variant:
 
     @classmethod
     def from_dict(cls, data: dict) -> Variant:
-        fields = ("arch", "weight_sharing", "aux_weight", "width", "head")
+        fields = ("arch", "weight_sharing", "aux_weight", "width", "head", "tta")
         return cls(**{key: data.get(key) for key in fields}).resolved()
 
 
 # The variant users get when they name none: the best the project has measured (docs/results.md).
-DEFAULT_VARIANT = Variant("lenet", weight_sharing=True, aux_weight=1.0)
+DEFAULT_VARIANT = Variant("vgg4", weight_sharing=True, aux_weight=1.0)
 
 
 class ComparisonNet(nn.Module):
@@ -309,7 +323,25 @@ class ComparisonNet(nn.Module):
             self.head = StructuredHead()
 
     def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10)."""
+        """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10).
+
+        With test-time augmentation, eval mode averages the probabilities over the pair and its four
+        1-pixel shifts (computed in log space; the logits returned are those of the averaged probabilities).
+        """
+        if not self.variant.tta or self.training:
+            return self.single_view(pairs)
+        padded = F.pad(pairs, (1, 1, 1, 1))
+        views = torch.cat([padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx] for dy, dx in TTA_SHIFTS], dim=1)
+        logits, digits = self.single_view(views)
+        count = math.log(len(TTA_SHIFTS))
+
+        def log_mean(log_p: torch.Tensor) -> torch.Tensor:
+            return torch.logsumexp(log_p.unflatten(1, (len(TTA_SHIFTS), -1)), dim=1) - count
+
+        log_le, log_gt = log_mean(F.logsigmoid(logits)), log_mean(F.logsigmoid(-logits))
+        return log_le - log_gt, log_mean(F.log_softmax(digits, dim=-1))
+
+    def single_view(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = (pairs - MNIST_MEAN) / MNIST_STD
         first, second = x[:, :, 0], x[:, :, 1]
         if self.variant.weight_sharing:

@@ -169,7 +169,8 @@ def detail_table(document: dict) -> Table:
 
 def compare_table(rows: list[dict], tolerance: float, time_tolerance: float) -> Table:
     table = Table(
-        title=f"Against the baseline (tolerance: accuracy {100 * tolerance:.1f} points, time +{100 * time_tolerance:.0f}%)",
+        title=f"Against the baseline (tolerance: accuracy {100 * tolerance:.1f} points, "
+        f"time +{100 * time_tolerance:.0f}%)",
         title_justify="left",
     )
     for column in ("", "variant", "test acc", "baseline", "Δ", "s/round", "baseline s", "slowdown"):
@@ -321,7 +322,8 @@ def export_panel(summary: ExportSummary) -> Panel:
         "checks       onnx.checker (full) ✅",
         f"parity       max |Δp| {summary.parity_max_difference:.1e} over {summary.pairs_checked} real test pairs at "
         f"batch sizes {', '.join(map(str, summary.batch_sizes))}; identical decisions ✅",
-        f"accuracy     onnxruntime {percent(summary.onnx_accuracy)} · torch {percent(summary.torch_accuracy)} on those pairs",
+        f"accuracy     onnxruntime {percent(summary.onnx_accuracy)} · torch {percent(summary.torch_accuracy)}"
+        " on those pairs",
     ]
     if m.get("test_accuracy_mean") is not None:
         lines.append(

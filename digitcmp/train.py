@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from .data import PairSet, RoundData
 from .errors import DigitcmpError
@@ -37,8 +36,6 @@ class TrainConfig:
     schedule: str = "constant"  # constant | onecycle
     val_fraction: float = 0.1  # share of the training pairs held out for model selection
     shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
-    rotate: float = 0.0  # augmentation: random rotation of each digit by up to this many degrees (0 = off)
-    scale: float = 0.0  # augmentation: random zoom of each digit by up to this fraction (0 = off)
     swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all)
     curves: bool = True  # evaluate validation and test error after every epoch (for learning curves)
@@ -61,8 +58,6 @@ class TrainConfig:
             "--weight-decay": not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
             "--val-fraction": not 0 <= self.val_fraction < 1,
             "--shift": not 0 <= self.shift <= 4,
-            "--rotate": not 0 <= self.rotate <= 45,
-            "--scale": not 0 <= self.scale <= 0.5,
         }
         for flag, bad in problems.items():
             if bad:
@@ -175,20 +170,6 @@ def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
     return shifted.view_as(inputs)
 
 
-def random_affine(inputs: torch.Tensor, rotate: float, scale: float) -> torch.Tensor:
-    """Rotate every digit by up to ``rotate`` degrees and zoom it by up to ``scale``, about its centre."""
-    size = inputs.shape[-1]
-    flat = inputs.reshape(-1, 1, size, size)
-    n, device = len(flat), inputs.device
-    angle = (torch.rand(n, device=device) * 2 - 1) * math.radians(rotate)
-    zoom = 1 + (torch.rand(n, device=device) * 2 - 1) * scale
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    zero = torch.zeros_like(cos)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
-    return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False).view_as(inputs)
-
-
 @torch.no_grad()
 def evaluate(model: ComparisonNet, pairs: PairSet, chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Comparison and digit accuracy per member (E each), in eval mode."""
@@ -244,8 +225,6 @@ def train_members(
         for start in range(0, n, config.batch_size):
             batch = member_index, order[:, start : start + config.batch_size]
             inputs = fit.inputs[batch]
-            if config.rotate or config.scale:
-                inputs = random_affine(inputs, config.rotate, config.scale)
             if config.shift:
                 inputs = random_shift(inputs, config.shift)
             logits, digits = model(inputs)

@@ -92,7 +92,8 @@ def test_compare_flags_accuracy_and_time_regressions_only_beyond_tolerance():
             record("c", 0.9, 1.0, arch="deep-fc"),
         ]
     }
-    current = {"variants": [record("a", 0.88, 1.5), record("b", 0.85, 1.0, aux_weight=0.0), record("c", 0.9, 3.0, arch="deep-fc"),
+    current = {"variants": [record("a", 0.88, 1.5), record("b", 0.85, 1.0, aux_weight=0.0),
+                            record("c", 0.9, 3.0, arch="deep-fc"),
                             record("d", 0.5, 1.0, arch="conv6")]}  # fmt: skip
     rows = {r["name"]: r for r in compare(current, baseline, tolerance=0.03, time_tolerance=1.0)}
     assert not rows["a"]["regression"]  # -2 points, +50% time: within tolerance
@@ -102,6 +103,7 @@ def test_compare_flags_accuracy_and_time_regressions_only_beyond_tolerance():
 
 
 runner = CliRunner()
+SMALL = ("--arch", "shallow-fc,deep-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200")
 
 
 def bench(*args: str):
@@ -111,9 +113,7 @@ def bench(*args: str):
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    result = bench(
-        "--arch", "shallow-fc,deep-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200", "--out", str(out), "-q"
-    )
+    result = bench(*SMALL, "--out", str(out), "-q")
     assert result.exit_code == 0, result.output
     return out, result
 
@@ -137,7 +137,7 @@ def test_bench_writes_every_results_file(bench_run):
     assert len(rows) == 16 and rows[0]["name"] == variant["name"]
     assert "| architecture | none | weight sharing | auxiliary loss | both |" in (out / "summary.md").read_text()
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    model, meta = load_checkpoint(out / "best.pt")
+    model, _ = load_checkpoint(out / "best.pt")
     assert document["best"]["checkpoint"] == str(out / "best.pt") and model.variant.name == document["best"]["name"]
     assert "Test accuracy, mean ± std over 2 rounds" in result.stdout and "✅" in result.stdout
 
@@ -149,16 +149,16 @@ def test_compare_against_a_better_baseline_exits_1(bench_run, tmp_path):
         variant["test_accuracy_mean"] += 0.2
     better = tmp_path / "better.json"
     better.write_text(json.dumps(document))
-    result = bench("--arch", "shallow-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200", "--out", str(tmp_path / "r"),
-                   "-q", "--compare", str(better))  # fmt: skip
+    result = bench("--arch", "shallow-fc", *SMALL[2:], "--out", str(tmp_path / "r"), "-q", "--compare", str(better))
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith("error: regression against")
 
 
 def test_compare_with_the_same_run_passes(bench_run, tmp_path):
     out, _ = bench_run
-    result = bench("--arch", "shallow-fc,deep-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200", "--out", str(tmp_path),
-                   "-q", "--compare", str(out / "results.json"), "--time-tolerance", "100")  # fmt: skip
+    result = bench(
+        *SMALL, "--out", str(tmp_path), "-q", "--compare", str(out / "results.json"), "--time-tolerance", "100"
+    )
     assert result.exit_code == 0, result.output  # same seed, same code: the same accuracies
 
 

@@ -60,6 +60,7 @@ def test_train_json_writes_checkpoint_and_results(tmp_path):
         "aux_weight": 1.0,
         "width": None,
         "head": "mlp",
+        "tta": False,
     }
     assert [
         set(r) >= {"round", "train_accuracy", "test_accuracy", "digit_accuracy", "seconds"} for r in record["rounds"]
@@ -86,7 +87,7 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
         (("--data-dir", "/nonexistent"), ("/nonexistent", "does not exist")),
         (("--optimizer", "rmsprop"), ("optimizer",)),
         (("--aux-weight", "-1"), ("--aux-weight",)),
-        (("--width", "8"), ("width",)),
+        (("--arch", "lenet", "--width", "8"), ("width",)),
         (("--pairs", "3000"), ("distinct digits",)),
         (("--download",), ("--data-dir",)),
     ],

@@ -52,7 +52,7 @@ def test_export_is_checked_has_metadata_and_a_dynamic_batch(checkpoints, tmp_pat
     pairs = np.random.default_rng(0).random((11, 2, 14, 14), dtype=np.float32)
     le, digits = session.run(None, {"pairs": pairs})
     with torch.no_grad():
-        logits, digit_logits = model(torch.from_numpy(pairs)[None])
+        logits, _ = model(torch.from_numpy(pairs)[None])
     assert le.shape == (11,) and digits.shape == (11, 2, 10)
     assert np.abs(le - torch.sigmoid(logits[0]).numpy()).max() < 1e-5
     assert np.allclose(digits.sum(-1), 1, atol=1e-5)

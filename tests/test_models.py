@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from digitcmp.errors import DigitcmpError
 from digitcmp.models import (
     ARCHS,
+    TTA_SHIFTS,
     ComparisonNet,
     StructuredHead,
     Variant,
@@ -124,3 +125,16 @@ def test_damaged_checkpoints_are_refused(tmp_path, content):
         load_checkpoint(path)
     with pytest.raises(DigitcmpError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_test_time_augmentation_averages_the_shifted_views():
+    model = ComparisonNet(Variant("vgg4", True, 1.0, width=4), members=2).eval()
+    assert model.variant.tta  # vgg4's default
+    pairs = torch.rand(2, 5, 2, 14, 14)
+    logits, digits = model(pairs)
+    padded = F.pad(pairs, (1, 1, 1, 1))
+    views = [model.single_view(padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx]) for dy, dx in TTA_SHIFTS]
+    assert torch.allclose(torch.sigmoid(logits), torch.stack([torch.sigmoid(v[0]) for v in views]).mean(0), atol=1e-6)
+    assert torch.allclose(digits.softmax(-1), torch.stack([v[1].softmax(-1) for v in views]).mean(0), atol=1e-6)
+    model.train()
+    assert model(pairs)[0].shape == (2, 5)  # training sees single views

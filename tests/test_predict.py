@@ -36,8 +36,8 @@ def save(image: Image.Image, path, **kwargs):
 STYLES = {
     "white on black png": lambda d, p: save(Image.fromarray(d), p / "x.png"),
     "black on white png": lambda d, p: save(Image.fromarray(255 - d), p / "x.png"),
-    "rgba transparent": lambda d, p: save(Image.merge("RGBA", [Image.fromarray(np.zeros_like(d))] * 3 + [Image.fromarray(d)]), p / "x.png"),
-    "large rgb jpeg": lambda d, p: save(Image.fromarray(255 - d).convert("RGB").resize((280, 280), Image.Resampling.BICUBIC), p / "x.jpg", quality=90),
+    "rgba transparent": lambda d, p: save(transparent(d), p / "x.png"),
+    "large rgb jpeg": lambda d, p: save(large_rgb(d), p / "x.jpg", quality=90),
     "off-centre big canvas": lambda d, p: save(off_centre(d), p / "x.png"),
     "14x14 png": lambda d, p: save(Image.fromarray(d).resize((14, 14), Image.Resampling.BOX), p / "x.png"),
     "16-bit png": lambda d, p: save(Image.fromarray(d.astype(np.uint16) * 257), p / "x.png"),
@@ -46,6 +46,16 @@ STYLES = {
     "tiff": lambda d, p: save(Image.fromarray(255 - d), p / "x.tiff"),
     "webp": lambda d, p: save(Image.fromarray(d), p / "x.webp", lossless=True),
 }  # fmt: skip
+
+
+def transparent(digit: np.ndarray) -> Image.Image:
+    """Black ink on a transparent background: the digit lives in the alpha channel only."""
+    black = Image.fromarray(np.zeros_like(digit))
+    return Image.merge("RGBA", [black, black, black, Image.fromarray(digit)])
+
+
+def large_rgb(digit: np.ndarray) -> Image.Image:
+    return Image.fromarray(255 - digit).convert("RGB").resize((280, 280), Image.Resampling.BICUBIC)
 
 
 def off_centre(digit: np.ndarray) -> Image.Image:

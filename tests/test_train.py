@@ -88,3 +88,20 @@ def test_device_resolution():
             resolve_device("cuda")
     with pytest.raises(DigitcmpError, match="unknown device"):
         resolve_device("tpu")
+
+
+def test_architecture_recipes_and_overrides():
+    assert TrainConfig.for_arch("lenet") == TrainConfig()
+    vgg = TrainConfig.for_arch("vgg4")
+    assert (vgg.optimizer, vgg.schedule, vgg.shift, vgg.swap, vgg.epochs) == ("adamw", "onecycle", 2, True, 40)
+    tuned = TrainConfig.for_arch("vgg4", epochs=5, lr=None, swap=False)
+    assert (tuned.epochs, tuned.lr, tuned.swap) == (5, vgg.lr, False)
+
+
+def test_onecycle_and_sgd_train_without_error(rounds):
+    for config in (
+        TrainConfig(epochs=2, schedule="onecycle", optimizer="adamw"),
+        TrainConfig(epochs=2, optimizer="sgd"),
+    ):
+        result = train_variant(Variant("deep-fc", True, 0.5), rounds, config, CPU)
+        assert 0.4 < result.summary()["test_accuracy_mean"] <= 1.0
