@@ -42,6 +42,10 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
         except DigitcmpError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # e.g. an --out folder that cannot be written: a path the user gave
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}; check the path and its permissions", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -100,6 +104,10 @@ def default_variant(arch: str | None, weight_sharing: bool | None, aux_weight: f
     ).resolved()
 
 
+DeviceOption = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr.")
+OptimizerOption = typer.Option(None, "--optimizer", help=f"adam, adamw or sgd {RECIPE} adam].", show_default=False)
+ScheduleOption = typer.Option(None, "--schedule", help=f"constant or onecycle {RECIPE} constant].", show_default=False)
 DataDir = typer.Option(
     None,
     "--data-dir",
@@ -135,11 +143,9 @@ def train(
     lr: float = typer.Option(
         None, "--lr", help=f"Learning rate (peak of onecycle) {RECIPE} 1e-3].", show_default=False
     ),
-    optimizer: str = typer.Option(None, "--optimizer", help=f"adam, adamw or sgd {RECIPE} adam].", show_default=False),
+    optimizer: str = OptimizerOption,
     weight_decay: float = typer.Option(None, "--weight-decay", help=f"Weight decay {RECIPE} 0].", show_default=False),
-    schedule: str = typer.Option(
-        None, "--schedule", help=f"constant or onecycle {RECIPE} constant].", show_default=False
-    ),
+    schedule: str = ScheduleOption,
     shift: int = typer.Option(
         None, "--shift", help=f"Shift digits by up to N px, 0-4 {RECIPE} 0].", show_default=False
     ),
@@ -155,14 +161,14 @@ def train(
         show_default=False,
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the data draws, initialisation and shuffling."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = DeviceOption,
     data_dir: Path = DataDir,
     download: bool = typer.Option(False, "--download", help="Download MNIST into --data-dir first (needs network)."),
     out: Path = typer.Option(
         None, "--out", help="Run folder [default: runs/<timestamp>-<variant>/].", show_default=False
     ),
     json_output: bool = typer.Option(False, "--json", help="Print only JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr."),
+    quiet: bool = QuietOption,
 ) -> None:
     """Train one variant for R rounds and report test accuracy per round and mean ± std."""
     from .data import draw_rounds, load_source
@@ -236,20 +242,10 @@ def bench(
     arch: list[str] = typer.Option(
         None, "--arch", help="Architectures (repeat or comma list; default: all registered).", show_default=False
     ),
-    rounds: int = typer.Option(
-        None,
-        "--rounds",
-        min=1,
-        help="Rounds per variant [default: 10; --quick: 2].",
-        show_default=False,
-    ),
+    rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds [default: 10; --quick: 2].", show_default=False),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs [default: 25; --quick: 10].", show_default=False),
     pairs: int = typer.Option(
-        None,
-        "--pairs",
-        min=1,
-        help="Training and test pairs per round [default: 1000; --quick: 500].",
-        show_default=False,
+        None, "--pairs", min=1, help="Pairs per split [default: 1000; --quick: 500].", show_default=False
     ),
     lr: str = typer.Option(None, "--lr", help=f"Learning rates, a comma list {RECIPE} 1e-3].", show_default=False),
     batch_size: str = typer.Option(
@@ -260,14 +256,12 @@ def bench(
         None, "--weight-decay", help=f"Weight decays, a comma list {RECIPE} 0].", show_default=False
     ),
     width: str = typer.Option(None, "--width", help="Widths of conv6/vgg4, a comma list.", show_default=False),
-    optimizer: str = typer.Option(None, "--optimizer", help=f"adam, adamw or sgd {RECIPE} adam].", show_default=False),
-    schedule: str = typer.Option(
-        None, "--schedule", help=f"constant or onecycle {RECIPE} constant].", show_default=False
-    ),
+    optimizer: str = OptimizerOption,
+    schedule: str = ScheduleOption,
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of training pairs held out for selection."),
     quick: bool = typer.Option(False, "--quick", help="CI smoke run: 2 rounds, 10 epochs, 500 pairs, every variant."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data draws and training."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = DeviceOption,
     data_dir: Path = DataDir,
     out: Path = typer.Option(
         None, "--out", help="Results folder (default: runs/bench-<timestamp>/).", show_default=False
@@ -281,7 +275,7 @@ def bench(
     time_tolerance: float = typer.Option(
         1.0, "--time-tolerance", help="Allowed growth of seconds per round against --compare (1.0 = twice as slow)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr."),
+    quiet: bool = QuietOption,
 ) -> None:
     """Run every variant (architecture × weight sharing × auxiliary loss) over the same rounds and compare them."""
     from .bench import BenchConfig, compare, expand
@@ -405,15 +399,13 @@ def export(
     """Export a checkpoint to ONNX, checked by onnx.checker and parity with torch on real test pairs."""
     from .data import load_source
     from .export import export_onnx, latest_bench_checkpoint
-    from .models import load_checkpoint
     from .report import export_panel, stderr_console, stdout_console
 
     log = stderr_console(quiet)
     if checkpoint is None:
         checkpoint = latest_bench_checkpoint()
         log.print(f"checkpoint: {checkpoint} (best.pt of the newest run)")
-    target = out or Path("models") / f"{load_checkpoint(checkpoint)[0].variant.name}.onnx"
-    summary = export_onnx(checkpoint, target, load_source(data_dir), opset)
+    summary = export_onnx(checkpoint, out, load_source(data_dir), opset)
     stdout_console().print(export_panel(summary))
     log.print(f"next: digitcmp predict first.png second.png --model {summary.path}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,16 +115,18 @@ def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) 
 
     example = torch.rand(3, 2, 14, 14)
     dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
-        dynamic_axes=dynamic,
-        opset_version=opset,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the exporter's deprecation notes are for torch developers, not our users
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+        )
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -160,12 +163,13 @@ def check_parity(
 
 
 def export_onnx(
-    checkpoint: Path, out: Path, source: DigitSource, opset: int = 17, pairs: int = 1000, seed: int = 0
+    checkpoint: Path, out: Path | None, source: DigitSource, opset: int = 17, pairs: int = 1000, seed: int = 0
 ) -> ExportSummary:
-    """Export, validate on real test pairs, and only then move the file into place."""
+    """Export, validate on real test pairs, and only then move the file into place (default models/<variant>.onnx)."""
     if opset < 17:
         raise DigitcmpError(f"--opset {opset} is too old; use 17 or newer")
     net, meta = load_checkpoint(checkpoint)
+    out = out or Path("models") / f"{net.variant.name}.onnx"
     model = ProbabilityModel(net).eval()
     metadata = build_metadata(net, meta, checkpoint, opset)
     test_pairs = parity_pairs(source, pairs, seed)

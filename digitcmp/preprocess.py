@@ -64,7 +64,8 @@ def image_to_gray(image) -> np.ndarray:
     behind light ink); light backgrounds are then inverted.
     """
 
-    image.seek(0) if getattr(image, "n_frames", 1) > 1 else None
+    if getattr(image, "n_frames", 1) > 1:  # animated GIF, multi-page TIFF: the first frame
+        image.seek(0)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     alpha = None

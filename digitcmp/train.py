@@ -276,6 +276,8 @@ def train_variant(
         fit_acc = evaluate(model, stack([r.train for r in chunk], device))[0]
         val_acc = evaluate(model, stack([r.val for r in chunk], device))[0] if chunk[0].val is not None else None
         test_acc, digit_acc = evaluate(model, stack([r.test for r in chunk], device))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run asynchronously: wait for them before reading the clock
         seconds = (time.perf_counter() - started) / len(chunk)
         params = count_parameters(model)
         for m in range(len(chunk)):

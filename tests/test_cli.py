@@ -104,3 +104,10 @@ def test_bad_flag_values_are_usage_errors():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
 def test_cuda_without_gpu_is_a_clear_error():
     assert_one_line_error(run("train", "--device", "cuda"), 2, "CUDA", "--device cpu")
+
+
+def test_an_unwritable_output_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run("train", "--arch", "shallow-fc", "--epochs", "1", "--pairs", "50", "--out", str(blocker / "run"), "-q")
+    assert_one_line_error(result, 2, str(blocker))

@@ -1,0 +1,54 @@
+"""Render one summary table and the plots from one or more bench results.json files of the same protocol.
+
+Used for docs/results.md when a study was run in parts (same seed, rounds, pairs and data, so every variant saw
+the same rounds). Later files win where a variant appears twice.
+
+    python scripts/render_results.py runs/study/results.json runs/study-2/results.json --out docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from digitcmp.bench import KEY_FIELDS
+from digitcmp.files import atomic_write, write_json, write_text
+from digitcmp.report import plot_accuracy, plot_curves, summary_markdown
+
+PROTOCOL = ("rounds", "pairs", "test_pairs", "val_fraction", "seed")
+
+
+def merge(paths: list[Path]) -> dict:
+    documents = [json.loads(path.read_text()) for path in paths]
+    first = documents[0]
+    for path, document in zip(paths[1:], documents[1:], strict=True):
+        differing = [key for key in PROTOCOL if document["config"][key] != first["config"][key]]
+        if differing or document["data"] != first["data"]:
+            sys.exit(f"error: {path} differs from {paths[0]} in {differing or ['data']}; cannot combine")
+    variants: dict[tuple, dict] = {}
+    for document in documents:
+        for variant in document["variants"]:
+            variants[tuple(variant.get(k) for k in KEY_FIELDS)] = variant
+    merged = {**documents[-1], "variants": list(variants.values()), "sources": [str(p) for p in paths]}
+    merged["config"] = {**merged["config"], "archs": sorted({v["arch"] for v in merged["variants"]})}
+    return merged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, nargs="+", help="bench results.json files")
+    parser.add_argument("--out", type=Path, required=True, help="folder for summary.md, results.json and plots")
+    args = parser.parse_args()
+    document = merge(args.results)
+    document["best"] = None  # best.pt belongs to one run; the combined table names none
+    write_json(args.out / "results.json", document)
+    write_text(args.out / "summary.md", summary_markdown(document))
+    atomic_write(args.out / "curves.png", lambda tmp: plot_curves(document, tmp))
+    atomic_write(args.out / "accuracy.png", lambda tmp: plot_accuracy(document, tmp))
+    print(f"{len(document['variants'])} variants → {args.out}/")
+
+
+if __name__ == "__main__":
+    main()
