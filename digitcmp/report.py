@@ -110,7 +110,13 @@ def summary_grid(variants: list[dict]) -> tuple[list[str], list[tuple[str, list[
     """Rows (architecture and varying settings) × technique columns, each cell a variant record or None."""
     combos = technique_columns(variants)
     several_aux = len({aux for _, aux in combos if aux > 0}) > 1
-    vary = {key for key in ("lr", "batch_size", "weight_decay") if len({v[key] for v in variants}) > 1}
+    # Name a setting in the row label only where it varies within one architecture (a grid axis), not where
+    # architectures merely have different recipes.
+    vary = {
+        key
+        for key in ("lr", "batch_size", "weight_decay")
+        if any(len({v[key] for v in variants if v["arch"] == arch}) > 1 for arch in {v["arch"] for v in variants})
+    }
     rows: dict[str, dict[tuple[bool, float], dict]] = {}
     for v in variants:
         rows.setdefault(row_label(v, vary), {})[(v["weight_sharing"], v["aux_weight"])] = v

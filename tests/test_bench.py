@@ -175,3 +175,12 @@ def test_bench_user_mistakes_end_in_one_line(args, words):
     assert result.exit_code == 2 and "Traceback" not in result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("error:") and all(w in last for w in words)
+
+
+def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
+    from digitcmp.report import summary_grid
+
+    variants = [record("a", 0.8, 1.0, arch="lenet"), record("b", 0.9, 1.0, arch="vgg4", lr=3e-3)]
+    assert [label for label, _ in summary_grid(variants)[1]] == ["lenet", "vgg4"]
+    variants.append(record("c", 0.9, 1.0, arch="vgg4", lr=1e-3))
+    assert [label for label, _ in summary_grid(variants)[1]] == ["lenet · lr 0.001", "vgg4 · lr 0.003", "vgg4 · lr 0.001"]
