@@ -10,6 +10,7 @@ import csv
 import importlib.resources
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,10 @@ def read_image(path: Path) -> np.ndarray:
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow warns about large images; we refuse them ourselves, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise DigitcmpError(f"{path} is {width}×{height} pixels, over the {MAX_PIXELS:,}-pixel limit")

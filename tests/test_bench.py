@@ -183,4 +183,5 @@ def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
     variants = [record("a", 0.8, 1.0, arch="lenet"), record("b", 0.9, 1.0, arch="vgg4", lr=3e-3)]
     assert [label for label, _ in summary_grid(variants)[1]] == ["lenet", "vgg4"]
     variants.append(record("c", 0.9, 1.0, arch="vgg4", lr=1e-3))
-    assert [label for label, _ in summary_grid(variants)[1]] == ["lenet · lr 0.001", "vgg4 · lr 0.003", "vgg4 · lr 0.001"]
+    labels = [label for label, _ in summary_grid(variants)[1]]
+    assert labels == ["lenet · lr 0.001", "vgg4 · lr 0.003", "vgg4 · lr 0.001"]
