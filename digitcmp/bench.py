@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -127,6 +128,17 @@ def best_outcome(outcomes: list[Outcome]) -> Outcome | None:
         )
 
     return max(done, key=score)
+
+
+def save_best(outcomes: list[Outcome], document: dict, path: Path, seed: int) -> None:
+    """Save the checkpoint of the variant best by validation and name it in ``document['best']``."""
+    best = best_outcome(outcomes)
+    if best is None:
+        return
+    context = {"seed": seed, "data": document["data"], "environment": document["environment"]}
+    checkpoint = best.result.save_best(path, **context)
+    record = next(v for v in document["variants"] if v["name"] == best.job.variant.name)
+    document["best"] = {**{k: v for k, v in record.items() if k != "rounds"}, "checkpoint": str(checkpoint)}
 
 
 def variant_record(outcome: Outcome) -> dict:

@@ -173,7 +173,6 @@ def train(
     """Train one variant for R rounds and report test accuracy per round and mean ± std."""
     from .data import draw_rounds, load_source
     from .files import write_json
-    from .models import save_checkpoint
     from .report import environment, rounds_table, stderr_console, stdout_console
     from .train import TrainConfig, resolve_device, train_variant
 
@@ -198,12 +197,9 @@ def train(
     with progress_bar(rounds * config.epochs, f"training {variant.name}", quiet or json_output) as advance:
         result = train_variant(variant, data, config, torch_device, seed, on_epoch=advance)
     folder = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{variant.name}"
-    env = environment(str(torch_device))
-    record = {**result.to_dict(), "seed": seed, "data": source.describe(), "environment": env}
-    checkpoint = save_checkpoint(
-        folder / "checkpoint.pt", result.best_state, variant, {k: v for k, v in record.items() if k != "rounds"}
-    )
-    record["checkpoint"] = str(checkpoint)
+    context = {"seed": seed, "data": source.describe(), "environment": environment(str(torch_device))}
+    checkpoint = result.save_best(folder / "checkpoint.pt", **context)
+    record = {**result.to_dict(), **context, "checkpoint": str(checkpoint)}
     write_json(folder / "results.json", record)
     if json_output:
         typer.echo(json.dumps(record, indent=2))
@@ -340,13 +336,9 @@ def read_baseline(path: Path) -> dict:
 
 
 def run_and_save(config, source, device, folder: Path, advance, log) -> tuple[dict, bool]:
-    """Run the grid, showing each variant as it starts and ends; write every results file for what finished."""
-    from .bench import best_outcome, expand, results_document, run_bench
-    from .files import atomic_write, write_json, write_text
-    from .models import save_checkpoint
-    from .report import environment, plot_accuracy, plot_curves, results_csv, summary_markdown
-
-    total = len(expand(config))
+    """Run the grid, telling each variant's result as it ends; write every results file for what finished."""
+    from .bench import expand, results_document, run_bench, save_best
+    from .report import environment, write_bench_files
 
     def done(outcome) -> None:
         if outcome.result is None:
@@ -357,27 +349,9 @@ def run_and_save(config, source, device, folder: Path, advance, log) -> tuple[di
 
     outcomes = run_bench(config, source, device, advance, on_done=done)
     document = results_document(config, outcomes, environment(str(device)), source.describe())
-    best = best_outcome(outcomes)
-    if best is not None:
-        checkpoint = save_checkpoint(
-            folder / "best.pt",
-            best.result.best_state,
-            best.job.variant,
-            {
-                **{k: v for k, v in best.result.to_dict().items() if k != "rounds"},
-                "seed": config.seed,
-                "data": source.describe(),
-                "environment": document["environment"],
-            },
-        )
-        record = next(v for v in document["variants"] if v["name"] == best.job.variant.name)
-        document["best"] = {**{k: v for k, v in record.items() if k != "rounds"}, "checkpoint": str(checkpoint)}
-    write_json(folder / "results.json", document)
-    write_text(folder / "results.csv", results_csv(document))
-    write_text(folder / "summary.md", summary_markdown(document))
-    atomic_write(folder / "curves.png", lambda tmp: plot_curves(document, tmp))
-    atomic_write(folder / "accuracy.png", lambda tmp: plot_accuracy(document, tmp))
-    return document, len(outcomes) < total
+    save_best(outcomes, document, folder / "best.pt", seed=config.seed)
+    write_bench_files(folder, document)
+    return document, len(outcomes) < len(expand(config))
 
 
 EPILOG_EXPORT = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -248,6 +249,17 @@ def results_csv(document: dict) -> str:
         for r in v.get("rounds", []):
             writer.writerow({**v, **r})
     return buffer.getvalue()
+
+
+def write_bench_files(folder: Path, document: dict) -> None:
+    """results.json, results.csv, summary.md and the two plots, each written atomically."""
+    from .files import atomic_write, write_json, write_text
+
+    write_json(folder / "results.json", document)
+    write_text(folder / "results.csv", results_csv(document))
+    write_text(folder / "summary.md", summary_markdown(document))
+    atomic_write(folder / "curves.png", lambda tmp: plot_curves(document, tmp))
+    atomic_write(folder / "accuracy.png", lambda tmp: plot_accuracy(document, tmp))
 
 
 def plot_curves(document: dict, path) -> None:

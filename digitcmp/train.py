@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -110,6 +111,13 @@ class RunResult:
             "digit_accuracy_mean": self.mean_std("digit_accuracy")[0],
             "seconds_per_round": self.mean_std("seconds")[0],
         }
+
+    def save_best(self, path: Path, **context: object) -> Path:
+        """Save the best round's weights with this run's summary (not its per-round curves) and ``context``."""
+        from .models import save_checkpoint
+
+        meta = {key: value for key, value in self.to_dict().items() if key != "rounds"}
+        return save_checkpoint(path, self.best_state, self.variant, {**meta, **context})
 
     def to_dict(self) -> dict:
         return {

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from digitcmp.bench import KEY_FIELDS
-from digitcmp.files import atomic_write, write_json, write_text
-from digitcmp.report import plot_accuracy, plot_curves, summary_markdown
+from digitcmp.report import write_bench_files
 
 PROTOCOL = ("rounds", "pairs", "test_pairs", "val_fraction", "seed")
 
@@ -39,14 +38,11 @@ def merge(paths: list[Path]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="+", help="bench results.json files")
-    parser.add_argument("--out", type=Path, required=True, help="folder for summary.md, results.json and plots")
+    parser.add_argument("--out", type=Path, required=True, help="folder for results.json/.csv, summary.md, plots")
     args = parser.parse_args()
     document = merge(args.results)
     document["best"] = None  # best.pt belongs to one run; the combined table names none
-    write_json(args.out / "results.json", document)
-    write_text(args.out / "summary.md", summary_markdown(document))
-    atomic_write(args.out / "curves.png", lambda tmp: plot_curves(document, tmp))
-    atomic_write(args.out / "accuracy.png", lambda tmp: plot_accuracy(document, tmp))
+    write_bench_files(args.out, document)
     print(f"{len(document['variants'])} variants → {args.out}/")
 
 
