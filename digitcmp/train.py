@@ -209,17 +209,16 @@ def make_optimizer(model: ComparisonNet, config: TrainConfig, steps: int):
 
 def train_members(
     variant: Variant,
-    rounds: list[RoundData],
+    train: PairSet,
+    val: PairSet | None,
+    test: PairSet,
     config: TrainConfig,
     device: torch.device,
     on_epoch: Callable[[int], None] | None = None,
 ) -> tuple[ComparisonNet, list[dict[str, list[float | None]]]]:
-    """Train one member per round, all at once; return the model and each member's per-epoch curves."""
-    fit = stack([r.train for r in rounds], device)
-    if config.swap:
-        fit = add_swapped(fit)
-    val = stack([r.val for r in rounds], device) if rounds[0].val is not None else None
-    test = stack([r.test for r in rounds], device)
+    """Train one member per round (pairs stacked E×N on the device), all at once; return the model and each
+    member's per-epoch curves."""
+    fit = add_swapped(train) if config.swap else train
     members, n = fit.targets.shape
     model = ComparisonNet(variant, members).to(device).train()
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -280,10 +279,13 @@ def train_variant(
     for first in range(0, len(rounds), together):
         chunk = rounds[first : first + together]
         started = time.perf_counter()
-        model, curves = train_members(variant, chunk, config, device, on_epoch)
-        fit_acc = evaluate(model, stack([r.train for r in chunk], device))[0]
-        val_acc = evaluate(model, stack([r.val for r in chunk], device))[0] if chunk[0].val is not None else None
-        test_acc, digit_acc = evaluate(model, stack([r.test for r in chunk], device))
+        train = stack([r.train for r in chunk], device)
+        val = stack([r.val for r in chunk], device) if chunk[0].val is not None else None
+        test = stack([r.test for r in chunk], device)
+        model, curves = train_members(variant, train, val, test, config, device, on_epoch)
+        fit_acc = evaluate(model, train)[0]
+        val_acc = evaluate(model, val)[0] if val is not None else None
+        test_acc, digit_acc = evaluate(model, test)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # kernels run asynchronously: wait for them before reading the clock
         seconds = (time.perf_counter() - started) / len(chunk)
