@@ -27,11 +27,11 @@ from .data import DigitSource, PairSet, draw_pairs
 from .errors import DigitcmpError
 from .files import atomic_write
 from .models import ComparisonNet, load_checkpoint
+from .predict import METADATA_KEY
 from .preprocess import pool_digits
 
 INPUT_NAME = "pairs"
 OUTPUT_NAMES = ("le_probability", "digit_probabilities")
-METADATA_KEY = "digitcmp"  # one JSON document in metadata_props
 INPUT_CONTRACT = {
     "name": INPUT_NAME,
     "shape": ["batch", 2, 14, 14],

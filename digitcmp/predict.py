@@ -20,7 +20,7 @@ import numpy as np
 from .errors import DigitcmpError
 from .preprocess import MAX_FILE_BYTES, MAX_PIXELS, image_to_gray, mnist_digit, pool_digits, prepared_array
 
-METADATA_KEY = "digitcmp"  # the key export.py writes
+METADATA_KEY = "digitcmp"  # metadata_props key of the JSON document export.py writes and predict requires
 BATCH = 256
 
 
