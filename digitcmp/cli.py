@@ -90,7 +90,9 @@ RECIPE = "[default: the architecture's recipe, else"
 DEFAULT = "[default: the default variant's, docs/results.md"
 
 
-def default_variant(arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta):
+def default_variant(
+    arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta, ensemble
+):
     """The variant the flags name; flags left unset take the project's default variant's values."""
     from .models import DEFAULT_VARIANT, Variant
 
@@ -101,6 +103,7 @@ def default_variant(arch: str | None, weight_sharing: bool | None, aux_weight: f
         width,
         head,
         tta,
+        ensemble,
     ).resolved()
 
 
@@ -132,6 +135,12 @@ def train(
     head: str = typer.Option(None, "--head", help=f"mlp or structured {RECIPE} mlp].", show_default=False),
     tta: bool = typer.Option(
         None, "--tta/--no-tta", help=f"Average predictions over 1-pixel shifts {RECIPE} off].", show_default=False
+    ),
+    ensemble: int = typer.Option(
+        None,
+        "--ensemble",
+        help=f"Networks per model, trained independently, probabilities averaged {RECIPE} 1].",
+        show_default=False,
     ),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds, each a fresh data draw and initialisation."),
     epochs: int = typer.Option(
@@ -176,7 +185,7 @@ def train(
     from .report import environment, rounds_table, stderr_console, stdout_console
     from .train import TrainConfig, resolve_device, train_variant
 
-    variant = default_variant(arch, weight_sharing, aux_weight, width, head, tta)
+    variant = default_variant(arch, weight_sharing, aux_weight, width, head, tta, ensemble)
     config = TrainConfig.for_arch(
         variant.arch,
         epochs=epochs,

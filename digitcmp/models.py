@@ -3,10 +3,11 @@
 Every layer here holds ``members`` independent copies of its parameters along a leading axis, so that the R rounds
 of a variant can be trained as one computation (grouped convolutions, batched matrix products) while computing
 exactly what R separate models would. A model with ``members=1`` is an ordinary model and is what gets exported.
+A variant with an ensemble of K networks has K such copies per member, trained independently and averaged.
 
 Shapes: a model takes pairs E×B×2×14×14 (E members, B pairs each) of pooled digits in [0, 1] and returns the
-comparison logit E×B and the digit logits E×B×2×10. Towers use two layouts: "maps" B×(E·C)×H×W for
-convolutions and "vectors" E×B×F for fully connected layers.
+comparison logit E×B and the digit logits E×B×2×10 (``single_view`` works on all E·K networks instead). Towers
+use two layouts: "maps" B×(E·C)×H×W for convolutions and "vectors" E×B×F for fully connected layers.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class ArchSpec:
     default_width: int | None = None  # None: the architecture has no width option
     default_head: str = "mlp"
     default_tta: bool = False
+    default_ensemble: int = 1  # independently trained networks whose probabilities a model averages
     recipe: tuple[tuple[str, object], ...] = ()  # training defaults (TrainConfig fields) that differ from the reports'
 
 
@@ -135,6 +137,7 @@ def register(
     default_width: int | None = None,
     default_head: str = "mlp",
     default_tta: bool = False,
+    default_ensemble: int = 1,
     **recipe: object,
 ) -> Callable:
     """Decorator adding a tower builder ``(members, width) -> nn.Module`` to the registry under its name.
@@ -144,7 +147,16 @@ def register(
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__.replace("_", "-")
-        spec = ArchSpec(name, builder, description, default_width, default_head, default_tta, tuple(recipe.items()))
+        spec = ArchSpec(
+            name,
+            builder,
+            description,
+            default_width,
+            default_head,
+            default_tta,
+            default_ensemble,
+            tuple(recipe.items()),
+        )
         ARCHS[name] = spec
         return builder
 
@@ -253,6 +265,7 @@ class Variant:
     width: int | None = None
     head: str | None = None
     tta: bool | None = None  # test-time augmentation: average over 1-pixel shifts in eval mode
+    ensemble: int | None = None  # networks trained independently per model, probabilities averaged
 
     def resolved(self) -> Variant:
         """Check the variant and fill in the architecture's defaults."""
@@ -266,9 +279,17 @@ class Variant:
         head = self.head or spec.default_head
         if head not in HEADS:
             raise DigitcmpError(f"unknown head '{head}'; choose from: {', '.join(HEADS)}")
+        if self.ensemble is not None and not 1 <= self.ensemble <= 16:
+            raise DigitcmpError(f"--ensemble must be between 1 and 16 networks, got {self.ensemble}")
         tta = spec.default_tta if self.tta is None else self.tta
+        ensemble = self.ensemble or spec.default_ensemble
         return replace(
-            self, width=self.width or spec.default_width, head=head, tta=tta, aux_weight=float(self.aux_weight)
+            self,
+            width=self.width or spec.default_width,
+            head=head,
+            tta=tta,
+            ensemble=ensemble,
+            aux_weight=float(self.aux_weight),
         )
 
     @property
@@ -281,6 +302,8 @@ class Variant:
             parts.append(self.head)
         if self.tta is not None and self.tta != get_arch(self.arch).default_tta:
             parts.append("tta" if self.tta else "notta")
+        if self.ensemble is not None and self.ensemble != get_arch(self.arch).default_ensemble:
+            parts.append(f"x{self.ensemble}")
         return "-".join(parts)
 
     @property
@@ -296,7 +319,8 @@ class Variant:
     @classmethod
     def from_dict(cls, data: dict) -> Variant:
         fields = ("arch", "weight_sharing", "aux_weight", "width", "head", "tta")
-        return cls(**{key: data.get(key) for key in fields}).resolved()
+        # Files written before ensembles existed hold one network per model.
+        return cls(**{key: data.get(key) for key in fields}, ensemble=data.get("ensemble", 1)).resolved()
 
 
 # The variant users get when they name none: the best the project has measured (docs/results.md).
@@ -306,42 +330,52 @@ DEFAULT_VARIANT = Variant("vgg4", weight_sharing=True, aux_weight=1.0)
 class ComparisonNet(nn.Module):
     """Two digit towers (one shared tower with weight sharing) and a head comparing their 10-way outputs.
 
-    The input is normalised inside the model, so exported graphs take raw pooled digits in [0, 1].
+    The input is normalised inside the model, so exported graphs take raw pooled digits in [0, 1]. Each of the
+    ``members`` models is an ensemble of ``variant.ensemble`` networks (usually one), stored member-major.
     """
 
     def __init__(self, variant: Variant, members: int = 1) -> None:
         super().__init__()
         self.variant = variant = variant.resolved()
         self.members = members
+        self.networks = networks = members * variant.ensemble
         spec = get_arch(variant.arch)
-        self.tower_a = spec.build_tower(members, variant.width)
+        self.tower_a = spec.build_tower(networks, variant.width)
         # Weight sharing is the same module object, so its parameters exist (and are counted) once.
-        self.tower_b = self.tower_a if variant.weight_sharing else spec.build_tower(members, variant.width)
+        self.tower_b = self.tower_a if variant.weight_sharing else spec.build_tower(networks, variant.width)
         if variant.head == "mlp":
-            self.head: nn.Module = nn.Sequential(MemberLinear(members, 20, 64), nn.ReLU(), MemberLinear(members, 64, 1))
+            self.head: nn.Module = nn.Sequential(
+                MemberLinear(networks, 20, 64), nn.ReLU(), MemberLinear(networks, 64, 1)
+            )
         else:
             self.head = StructuredHead()
 
-    def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10).
+    def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10), one model per member.
 
-        With test-time augmentation, eval mode averages the probabilities over the pair and its four
-        1-pixel shifts (computed in log space; the logits returned are those of the averaged probabilities).
+        The probabilities are averaged (in log space; the logits returned are those of the averaged
+        probabilities) over the ensemble's networks and, with test-time augmentation in eval mode, over the pair
+        and its four 1-pixel shifts. ``tta`` overrides the variant's setting.
         """
-        if not self.variant.tta or self.training:
-            return self.single_view(pairs)
-        padded = F.pad(pairs, (1, 1, 1, 1))
-        views = torch.cat([padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx] for dy, dx in TTA_SHIFTS], dim=1)
-        logits, digits = self.single_view(views)
-        count = math.log(len(TTA_SHIFTS))
+        views = len(TTA_SHIFTS) if (self.variant.tta if tta is None else tta) and not self.training else 1
+        if views > 1:
+            padded = F.pad(pairs, (1, 1, 1, 1))
+            pairs = torch.cat([padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx] for dy, dx in TTA_SHIFTS], dim=1)
+        ensemble = self.variant.ensemble
+        logits, digits = self.single_view(pairs.repeat_interleave(ensemble, dim=0) if ensemble > 1 else pairs)
+        if views * ensemble == 1:
+            return logits, digits
 
         def log_mean(log_p: torch.Tensor) -> torch.Tensor:
-            return torch.logsumexp(log_p.unflatten(1, (len(TTA_SHIFTS), -1)), dim=1) - count
+            """Networks×(views·B)×… → members×B×…: the log of the mean probability over networks and views."""
+            grouped = log_p.unflatten(1, (views, -1)).unflatten(0, (-1, ensemble)).flatten(1, 2)
+            return torch.logsumexp(grouped, dim=1) - math.log(views * ensemble)
 
         log_le, log_gt = log_mean(F.logsigmoid(logits)), log_mean(F.logsigmoid(-logits))
         return log_le - log_gt, log_mean(F.log_softmax(digits, dim=-1))
 
     def single_view(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every network's own outputs for its own pairs (E·K networks × B pairs), no averaging."""
         x = (pairs - MNIST_MEAN) / MNIST_STD
         first, second = x[:, :, 0], x[:, :, 1]
         if self.variant.weight_sharing:
@@ -375,7 +409,7 @@ class StructuredHead(nn.Module):
 
 
 def count_parameters(model: ComparisonNet) -> int:
-    """Trainable parameters of one member (shared towers counted once)."""
+    """Trainable parameters of one member, all its ensemble's networks (shared towers counted once)."""
     return sum(p.numel() for p in model.parameters()) // model.members
 
 
@@ -395,8 +429,10 @@ def comparison_loss(
 
 
 def member_state(model: ComparisonNet, member: int) -> dict[str, torch.Tensor]:
-    """The state dict of one member, loadable into a ``members=1`` model of the same variant."""
-    return {key: value[member : member + 1].clone() for key, value in model.state_dict().items()}
+    """The state dict of one member (its ensemble's networks), loadable into a ``members=1`` model of the same
+    variant."""
+    k = model.variant.ensemble
+    return {key: value[member * k : (member + 1) * k].clone() for key, value in model.state_dict().items()}
 
 
 CHECKPOINT_FORMAT = "digitcmp-checkpoint/1"

@@ -39,7 +39,7 @@ class TrainConfig:
     shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
     swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all)
-    curves: bool = True  # evaluate validation and test error after every epoch (for learning curves)
+    curves: bool = True  # evaluate validation and test error after every epoch (single view, for learning curves)
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: object) -> TrainConfig:
@@ -179,15 +179,18 @@ def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: ComparisonNet, pairs: PairSet, chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Comparison and digit accuracy per member (E each), in eval mode."""
+def evaluate(
+    model: ComparisonNet, pairs: PairSet, chunk: int = 1000, tta: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Comparison and digit accuracy per member (E each), in eval mode; ``tta=False`` skips test-time averaging
+    (for the per-epoch curves, where five views would cost as much as the training itself)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros(pairs.targets.shape[0], device=pairs.targets.device)
     digits_correct = torch.zeros_like(correct)
     for start in range(0, pairs.targets.shape[1], chunk):
         part = slice(start, start + chunk)
-        logits, digits = model(pairs.inputs[:, part])
+        logits, digits = model(pairs.inputs[:, part], tta=tta)
         correct += ((logits > 0).float() == pairs.targets[:, part]).sum(1)
         digits_correct += (digits.argmax(-1) == pairs.classes[:, part]).float().sum((1, 2))
     model.train(was_training)
@@ -217,24 +220,28 @@ def train_members(
     on_epoch: Callable[[int], None] | None = None,
 ) -> tuple[ComparisonNet, list[dict[str, list[float | None]]]]:
     """Train one member per round (pairs stacked E×N on the device), all at once; return the model and each
-    member's per-epoch curves."""
+    member's per-epoch curves (training loss and error averaged over an ensemble's networks)."""
+    variant = variant.resolved()
     fit = add_swapped(train) if config.swap else train
     members, n = fit.targets.shape
+    k = variant.ensemble
+    if k > 1:  # every network of a member's ensemble sees that member's pairs, in its own order and shifts
+        fit = PairSet(*(t.repeat_interleave(k, dim=0) for t in (fit.inputs, fit.targets, fit.classes)))
     model = ComparisonNet(variant, members).to(device).train()
     steps_per_epoch = math.ceil(n / config.batch_size)
     optimizer, scheduler = make_optimizer(model, config, config.epochs * steps_per_epoch)
-    member_index = torch.arange(members, device=device)[:, None]
+    member_index = torch.arange(model.networks, device=device)[:, None]
     history: dict[str, list[torch.Tensor]] = {"train_loss": [], "train_error": [], "val_error": [], "test_error": []}
     for _ in range(config.epochs):
-        order = torch.rand(members, n, device=device).argsort(dim=1)
-        loss_sum = torch.zeros(members, device=device)
-        wrong = torch.zeros(members, device=device)
+        order = torch.rand(model.networks, n, device=device).argsort(dim=1)
+        loss_sum = torch.zeros(model.networks, device=device)
+        wrong = torch.zeros(model.networks, device=device)
         for start in range(0, n, config.batch_size):
             batch = member_index, order[:, start : start + config.batch_size]
             inputs = fit.inputs[batch]
             if config.shift:
                 inputs = random_shift(inputs, config.shift)
-            logits, digits = model(inputs)
+            logits, digits = model.single_view(inputs)
             targets = fit.targets[batch]
             loss = comparison_loss(logits, digits, targets, fit.classes[batch], variant.aux_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -246,12 +253,12 @@ def train_members(
                 size = targets.shape[1]
                 loss_sum += loss.detach() * size
                 wrong += ((logits.detach() > 0).float() != targets).sum(1)
-        history["train_loss"].append(loss_sum / n)
-        history["train_error"].append(wrong / n)
+        history["train_loss"].append((loss_sum / n).view(members, k).mean(1))
+        history["train_error"].append((wrong / n).view(members, k).mean(1))
         if config.curves:
             if val is not None:
-                history["val_error"].append(1 - evaluate(model, val)[0])
-            history["test_error"].append(1 - evaluate(model, test)[0])
+                history["val_error"].append(1 - evaluate(model, val, tta=False)[0])
+            history["test_error"].append(1 - evaluate(model, test, tta=False)[0])
         if on_epoch is not None:
             on_epoch(members)
     curves = {

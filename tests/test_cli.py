@@ -61,6 +61,7 @@ def test_train_json_writes_checkpoint_and_results(tmp_path):
         "width": None,
         "head": "mlp",
         "tta": False,
+        "ensemble": 1,
     }
     assert [
         set(r) >= {"round", "train_accuracy", "test_accuracy", "digit_accuracy", "seconds"} for r in record["rounds"]

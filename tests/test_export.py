@@ -23,11 +23,11 @@ from digitcmp.train import TrainConfig, train_variant
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """Briefly trained checkpoints of a fully connected and a batch-norm architecture."""
+    """Briefly trained checkpoints of a fully connected model and of a batch-norm ensemble of two networks."""
     folder = tmp_path_factory.mktemp("ckpt")
     data = draw_rounds(load_source(None), 1, 300, 100, 0.1, seed=0)
     paths = {}
-    for variant in (Variant("shallow-fc", True, 1.0), Variant("vgg4", False, 0.5, width=4)):
+    for variant in (Variant("shallow-fc", True, 1.0), Variant("vgg4", False, 0.5, width=4, ensemble=2)):
         result = train_variant(variant, data, TrainConfig(epochs=2, curves=False), torch.device("cpu"))
         paths[variant.arch] = save_checkpoint(folder / f"{variant.arch}.pt", result.best_state, result.variant,
                                               {"params": result.params, "summary": result.summary()})  # fmt: skip

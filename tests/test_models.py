@@ -100,6 +100,8 @@ def test_unknown_architecture_names_the_choices_and_a_close_match():
         (Variant("lenet", True, -1.0), "aux-weight"),
         (Variant("lenet", True, 1.0, width=16), "no width"),
         (Variant("conv6", True, 1.0, head="attention"), "unknown head"),
+        (Variant("lenet", True, 1.0, ensemble=0), "ensemble"),
+        (Variant("lenet", True, 1.0, ensemble=17), "ensemble"),
     ],
 )
 def test_invalid_variants_are_refused(variant, message):
@@ -138,3 +140,32 @@ def test_test_time_augmentation_averages_the_shifted_views():
     assert torch.allclose(digits.softmax(-1), torch.stack([v[1].softmax(-1) for v in views]).mean(0), atol=1e-6)
     model.train()
     assert model(pairs)[0].shape == (2, 5)  # training sees single views
+
+
+@pytest.mark.parametrize(
+    "variant", [Variant("lenet", True, 1.0, ensemble=3), Variant("vgg4", False, 1.0, 4, ensemble=2)]
+)
+def test_an_ensemble_averages_its_networks_probabilities(variant):
+    model = ComparisonNet(variant, members=2).eval()
+    k, pairs = model.variant.ensemble, torch.rand(2, 5, 2, 14, 14)
+    logits, digits = model(pairs)
+    assert logits.shape == (2, 5) and digits.shape == (2, 5, 2, 10) and model.networks == 2 * k
+    shifts = TTA_SHIFTS if model.variant.tta else ((0, 0),)
+    padded = F.pad(pairs, (1, 1, 1, 1)).repeat_interleave(k, dim=0)  # network n belongs to member n // k
+    views = [model.single_view(padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx]) for dy, dx in shifts]
+    le = torch.stack([torch.sigmoid(v[0]).unflatten(0, (2, k)) for v in views]).mean((0, 2))
+    probabilities = torch.stack([v[1].softmax(-1).unflatten(0, (2, k)) for v in views]).mean((0, 2))
+    assert torch.allclose(torch.sigmoid(logits), le, atol=1e-6)
+    assert torch.allclose(digits.softmax(-1), probabilities, atol=1e-6)
+
+
+def test_an_ensemble_is_saved_and_counted_as_one_model(tmp_path):
+    variant = Variant("conv6", True, 1.0, width=8, ensemble=3)
+    model = ComparisonNet(variant, members=2).eval()
+    assert model.variant.name.endswith("-x3")
+    assert count_parameters(model) == 3 * count_parameters(ComparisonNet(Variant("conv6", True, 1.0, width=8)))
+    path = save_checkpoint(tmp_path / "e.pt", member_state(model, 1), model.variant, {})
+    loaded, _ = load_checkpoint(path)
+    x = torch.rand(1, 4, 2, 14, 14)
+    assert loaded.variant.ensemble == 3 and loaded.networks == 3
+    assert torch.allclose(loaded(x)[0], model(x.expand(2, -1, -1, -1, -1))[0][1:], atol=1e-6)
