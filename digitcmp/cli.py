@@ -93,9 +93,12 @@ DEFAULT = "[default: the default variant's, docs/results.md"
 def default_variant(
     arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta, ensemble
 ):
-    """The variant the flags name; flags left unset take the project's default variant's values."""
+    """The variant the flags name; flags left unset take the project's default variant's values (its ensemble size
+    only when no --arch is given: other architectures default to one network, not to a multiple of the cost)."""
     from .models import DEFAULT_VARIANT, Variant
 
+    if ensemble is None and arch is None:
+        ensemble = DEFAULT_VARIANT.ensemble
     return Variant(
         arch or DEFAULT_VARIANT.arch,
         DEFAULT_VARIANT.weight_sharing if weight_sharing is None else weight_sharing,
@@ -139,7 +142,8 @@ def train(
     ensemble: int = typer.Option(
         None,
         "--ensemble",
-        help=f"Networks per model, trained independently, probabilities averaged {RECIPE} 1].",
+        help="Networks per model, trained independently, probabilities averaged [default: the default variant's "
+        "without --arch, else 1].",
         show_default=False,
     ),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds, each a fresh data draw and initialisation."),

@@ -48,7 +48,9 @@ def rounds_table(result: RunResult) -> Table:
     v = result.variant
     table = Table(
         title=f"{v.name}: {v.arch}, weight sharing {'on' if v.weight_sharing else 'off'}, "
-        f"aux weight {v.aux_weight:g}, head {v.head} — {result.params:,} parameters",
+        f"aux weight {v.aux_weight:g}, head {v.head}"
+        + (f", ensemble of {v.ensemble}" if v.ensemble > 1 else "")
+        + f" — {result.params:,} parameters",
         title_justify="left",
     )
     for column in ("round", "train acc", "val acc", "test acc", "digit acc", "seconds"):

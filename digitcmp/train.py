@@ -22,6 +22,9 @@ from .errors import DigitcmpError
 from .models import ComparisonNet, Variant, comparison_loss, count_parameters, member_state
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# On the CPU, a batched model of more networks than this runs slower per network (measured with vgg4 on 2 cores:
+# 17.5 ms per network-step at 8-12 networks, 29 ms at 30; docs/performance.md), so rounds go in chunks.
+CPU_NETWORKS = 12
 SCHEDULES = ("constant", "onecycle")
 
 
@@ -38,7 +41,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # share of the training pairs held out for model selection
     shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
     swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
-    rounds_together: int = 0  # rounds trained at once as one batched model (0 = all)
+    rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, see CPU_NETWORKS)
     curves: bool = True  # evaluate validation and test error after every epoch (single view, for learning curves)
 
     @classmethod
@@ -279,7 +282,9 @@ def train_variant(
     """Train and evaluate one variant on every round's data; the seed fixes initialisation and shuffling."""
     variant, config = variant.resolved(), config.check()
     torch.manual_seed(seed)
-    together = config.rounds_together or len(rounds)
+    together = config.rounds_together or (
+        len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)
+    )
     results: list[RoundResult] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     params = 0
