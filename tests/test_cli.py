@@ -9,8 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from digitcmp import __version__
-from digitcmp.cli import app
-from digitcmp.models import load_checkpoint
+from digitcmp.cli import app, default_variant
+from digitcmp.models import DEFAULT_VARIANT, load_checkpoint
 
 runner = CliRunner()
 
@@ -112,3 +112,10 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
     blocker.write_text("not a folder")
     result = run("train", "--arch", "shallow-fc", "--epochs", "1", "--pairs", "50", "--out", str(blocker / "run"), "-q")
     assert_one_line_error(result, 2, str(blocker))
+
+
+def test_the_default_variant_is_an_ensemble_but_a_named_architecture_is_one_network():
+    assert default_variant(None, None, None, None, None, None, None) == DEFAULT_VARIANT.resolved()
+    assert DEFAULT_VARIANT.resolved().ensemble > 1
+    assert default_variant("vgg4", None, None, None, None, None, None).ensemble == 1
+    assert default_variant("lenet", None, None, None, None, None, 3).ensemble == 3
