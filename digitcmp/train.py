@@ -22,8 +22,8 @@ from .errors import DigitcmpError
 from .models import ComparisonNet, Variant, comparison_loss, count_parameters, member_state
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-# On the CPU, a batched model of more networks than this runs slower per network (measured with vgg4 on 2 cores:
-# 17.5 ms per network-step at 8-12 networks, 29 ms at 30; docs/performance.md), so rounds go in chunks.
+# On the CPU, a batched model of more networks than this runs slower per network (vgg4 on 2 cores: 34 ms per
+# network-step at 12 networks, 47 ms at 20; benchmarks/chunk_speed.py, docs/performance.md), so rounds go in chunks.
 CPU_NETWORKS = 12
 SCHEDULES = ("constant", "onecycle")
 

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from digitcmp.bench import KEY_FIELDS
+from digitcmp.models import ARCHS
 from digitcmp.report import write_bench_files
 
 PROTOCOL = ("rounds", "pairs", "test_pairs", "val_fraction", "seed")
+
+
+def same_data(a: str, b: str) -> bool:
+    """Data descriptions match up to the folder they were read from (../shared/mnist vs an absolute path)."""
+    return re.sub(r" from \S+", "", a) == re.sub(r" from \S+", "", b)
 
 
 def merge(paths: list[Path]) -> dict:
@@ -24,13 +31,15 @@ def merge(paths: list[Path]) -> dict:
     first = documents[0]
     for path, document in zip(paths[1:], documents[1:], strict=True):
         differing = [key for key in PROTOCOL if document["config"][key] != first["config"][key]]
-        if differing or document["data"] != first["data"]:
+        if differing or not same_data(document["data"], first["data"]):
             sys.exit(f"error: {path} differs from {paths[0]} in {differing or ['data']}; cannot combine")
     variants: dict[tuple, dict] = {}
     for document in documents:
         for variant in document["variants"]:
             variants[tuple(variant.get(k) for k in KEY_FIELDS)] = variant
-    merged = {**documents[-1], "variants": list(variants.values()), "sources": [str(p) for p in paths]}
+    order = list(ARCHS)  # the registry's order, then technique, as a single bench writes them
+    ranked = sorted(variants.values(), key=lambda v: (order.index(v["arch"]), v["aux_weight"], v["weight_sharing"]))
+    merged = {**documents[-1], "variants": ranked, "sources": [str(p) for p in paths]}
     merged["config"] = {**merged["config"], "archs": sorted({v["arch"] for v in merged["variants"]})}
     return merged
 
