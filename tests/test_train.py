@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import digitcmp.train as train_module
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.models import Variant
@@ -93,7 +94,7 @@ def test_device_resolution():
 def test_architecture_recipes_and_overrides():
     assert TrainConfig.for_arch("lenet") == TrainConfig()
     vgg = TrainConfig.for_arch("vgg4")
-    assert (vgg.optimizer, vgg.schedule, vgg.shift, vgg.swap, vgg.epochs) == ("adamw", "onecycle", 2, True, 40)
+    assert (vgg.optimizer, vgg.schedule, vgg.shift, vgg.swap, vgg.epochs) == ("adamw", "onecycle", 2, True, 30)
     tuned = TrainConfig.for_arch("vgg4", epochs=5, lr=None, swap=False)
     assert (tuned.epochs, tuned.lr, tuned.swap) == (5, vgg.lr, False)
 
@@ -105,3 +106,14 @@ def test_onecycle_and_sgd_train_without_error(rounds):
     ):
         result = train_variant(Variant("deep-fc", True, 0.5), rounds, config, CPU)
         assert 0.4 < result.summary()["test_accuracy_mean"] <= 1.0
+
+
+def test_cpu_rounds_train_in_chunks_of_a_few_networks(monkeypatch):
+    monkeypatch.setattr(train_module, "CPU_NETWORKS", 4)  # an ensemble of two: 2 rounds per chunk
+    data = draw_rounds(load_source(None), rounds=3, n_train=100, n_test=100, val_fraction=0.1, seed=0)
+    result = train_variant(Variant("shallow-fc", True, 1.0, ensemble=2), data, TrainConfig(epochs=1), CPU)
+    assert [r.round for r in result.rounds] == [0, 1, 2]
+    seconds = [r.seconds for r in result.rounds]
+    assert seconds[0] == seconds[1]  # one chunk's time, shared by its rounds
+    assert all(len(r.curves["test_error"]) == 1 for r in result.rounds)
+    assert set(result.best_state["tower_a.1.weight"].shape[:1]) == {2}  # both networks of the chosen round
