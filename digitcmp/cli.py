@@ -114,6 +114,9 @@ DeviceOption = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr.")
 OptimizerOption = typer.Option(None, "--optimizer", help=f"adam, adamw or sgd {RECIPE} adam].", show_default=False)
 ScheduleOption = typer.Option(None, "--schedule", help=f"constant or onecycle {RECIPE} constant].", show_default=False)
+LabelSmoothingOption = typer.Option(
+    None, "--label-smoothing", help=f"Smoothing of the digit targets, 0-1 {RECIPE} 0].", show_default=False
+)
 DataDir = typer.Option(
     None,
     "--data-dir",
@@ -165,6 +168,7 @@ def train(
     swap: bool = typer.Option(
         None, "--swap/--no-swap", help=f"Add each pair swapped {RECIPE} off].", show_default=False
     ),
+    label_smoothing: float = LabelSmoothingOption,
     pairs: int = typer.Option(1000, "--pairs", min=1, help="Training pairs per round (and test pairs by default)."),
     test_pairs: int = typer.Option(None, "--test-pairs", min=1, help="Test pairs per round [default: --pairs]."),
     val_fraction: float = typer.Option(
@@ -200,6 +204,7 @@ def train(
         schedule=schedule,
         shift=shift,
         swap=swap,
+        label_smoothing=label_smoothing,
         val_fraction=val_fraction,
     ).check()
     torch_device = resolve_device(device)
@@ -267,6 +272,7 @@ def bench(
     width: str = typer.Option(None, "--width", help="Widths of conv6/vgg4, a comma list.", show_default=False),
     optimizer: str = OptimizerOption,
     schedule: str = ScheduleOption,
+    label_smoothing: float = LabelSmoothingOption,
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of training pairs held out for selection."),
     quick: bool = typer.Option(False, "--quick", help="CI smoke run: 2 rounds, 10 epochs, 500 pairs, every variant."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data draws and training."),
@@ -306,7 +312,12 @@ def bench(
         test_pairs=pairs or (500 if quick else 1000),
         val_fraction=val_fraction,
         seed=seed,
-        overrides={"epochs": epochs or (10 if quick else None), "optimizer": optimizer, "schedule": schedule},
+        overrides={
+            "epochs": epochs or (10 if quick else None),
+            "optimizer": optimizer,
+            "schedule": schedule,
+            "label_smoothing": label_smoothing,
+        },
     )
     jobs = expand(config)
     baseline = read_baseline(compare_with) if compare_with else None

@@ -41,6 +41,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # share of the training pairs held out for model selection
     shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
     swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
+    label_smoothing: float = 0.0  # share of the auxiliary digit target spread over all ten classes
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, see CPU_NETWORKS)
     curves: bool = True  # evaluate validation and test error after every epoch (single view, for learning curves)
 
@@ -62,6 +63,7 @@ class TrainConfig:
             "--weight-decay": not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
             "--val-fraction": not 0 <= self.val_fraction < 1,
             "--shift": not 0 <= self.shift <= 4,
+            "--label-smoothing": not 0 <= self.label_smoothing < 1,
         }
         for flag, bad in problems.items():
             if bad:
@@ -246,7 +248,9 @@ def train_members(
                 inputs = random_shift(inputs, config.shift)
             logits, digits = model.single_view(inputs)
             targets = fit.targets[batch]
-            loss = comparison_loss(logits, digits, targets, fit.classes[batch], variant.aux_weight)
+            loss = comparison_loss(
+                logits, digits, targets, fit.classes[batch], variant.aux_weight, config.label_smoothing
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()

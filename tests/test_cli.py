@@ -88,6 +88,7 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
         (("--data-dir", "/nonexistent"), ("/nonexistent", "does not exist")),
         (("--optimizer", "rmsprop"), ("optimizer",)),
         (("--aux-weight", "-1"), ("--aux-weight",)),
+        (("--label-smoothing", "1"), ("--label-smoothing", "out of range")),
         (("--arch", "lenet", "--width", "8"), ("width",)),
         (("--pairs", "3000"), ("distinct digits",)),
         (("--download",), ("--data-dir",)),

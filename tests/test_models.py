@@ -77,6 +77,11 @@ def test_loss_formula():
     aux = F.cross_entropy(digits[0, :, 0], classes[0, :, 0]) + F.cross_entropy(digits[0, :, 1], classes[0, :, 1])
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 0.0), main)
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0), (main + 2 * aux) / 3)
+    # Smoothing ε: the digit target is 1 - ε on the class plus ε/10 on every class; the comparison term is untouched.
+    eps, log_p = 0.1, digits[0].log_softmax(-1)
+    target = F.one_hot(classes[0], 10) * (1 - eps) + eps / 10
+    smooth = -(target * log_p).sum(-1).mean(0).sum()
+    assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0, eps), (main + 2 * smooth) / 3)
 
 
 def test_structured_head_is_the_exact_probability():
