@@ -357,7 +357,7 @@ class ComparisonNet(nn.Module):
         probabilities) over the ensemble's networks and, with test-time augmentation in eval mode, over the pair
         and its four 1-pixel shifts. ``tta`` overrides the variant's setting.
         """
-        views = len(TTA_SHIFTS) if (self.variant.tta if tta is None else tta) and not self.training else 1
+        views = self.views(tta)
         if views > 1:
             padded = F.pad(pairs, (1, 1, 1, 1))
             pairs = torch.cat([padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx] for dy, dx in TTA_SHIFTS], dim=1)
@@ -373,6 +373,10 @@ class ComparisonNet(nn.Module):
 
         log_le, log_gt = log_mean(F.logsigmoid(logits)), log_mean(F.logsigmoid(-logits))
         return log_le - log_gt, log_mean(F.log_softmax(digits, dim=-1))
+
+    def views(self, tta: bool | None = None) -> int:
+        """How many views of each pair ``forward`` averages: five with test-time averaging in eval mode, else one."""
+        return len(TTA_SHIFTS) if (self.variant.tta if tta is None else tta) and not self.training else 1
 
     def single_view(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every network's own outputs for its own pairs (E·K networks × B pairs), no averaging."""

@@ -25,6 +25,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # On the CPU, a batched model of more networks than this runs slower per network (vgg4 on 2 cores: 34 ms per
 # network-step at 12 networks, 47 ms at 20; benchmarks/chunk_speed.py, docs/performance.md), so rounds go in chunks.
 CPU_NETWORKS = 12
+# Pairs per evaluation forward on the CPU, over all networks and test-time views: vgg4 evaluates 2× faster (single
+# view) to 2.5× faster (five views) in forwards this small than in forwards of 1,000 pairs per network, whose
+# activations outgrow the caches (docs/performance.md). CUDA evaluates each set in one forward.
+CPU_EVAL_PAIRS = 400
 SCHEDULES = ("constant", "onecycle")
 
 
@@ -184,13 +188,15 @@ def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(
-    model: ComparisonNet, pairs: PairSet, chunk: int = 1000, tta: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Comparison and digit accuracy per member (E each), in eval mode; ``tta=False`` skips test-time averaging
-    (for the per-epoch curves, where five views would cost as much as the training itself)."""
+def evaluate(model: ComparisonNet, pairs: PairSet, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Comparison and digit accuracy per member (E each), in eval mode, with the variant's test-time averaging;
+    ``tta=False`` forces the single view (for the per-epoch curves, where five views would cost as much as the
+    training itself)."""
     was_training = model.training
     model.eval()
+    chunk = pairs.targets.shape[1]
+    if pairs.targets.device.type == "cpu":
+        chunk = max(1, CPU_EVAL_PAIRS // (model.networks * model.views(tta)))
     correct = torch.zeros(pairs.targets.shape[0], device=pairs.targets.device)
     digits_correct = torch.zeros_like(correct)
     for start in range(0, pairs.targets.shape[1], chunk):

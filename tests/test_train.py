@@ -8,8 +8,8 @@ import torch
 import digitcmp.train as train_module
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.models import Variant
-from digitcmp.train import TrainConfig, add_swapped, random_shift, resolve_device, train_variant
+from digitcmp.models import ComparisonNet, Variant
+from digitcmp.train import TrainConfig, add_swapped, evaluate, random_shift, resolve_device, stack, train_variant
 
 CPU = torch.device("cpu")
 
@@ -29,6 +29,25 @@ def test_short_training_beats_chance_clearly(rounds):
     curves = result.rounds[0].curves
     assert len(curves["train_loss"]) == 8 and curves["train_loss"][-1] < curves["train_loss"][0]
     assert len(curves["test_error"]) == 8 and len(curves["val_error"]) == 8
+
+
+@pytest.mark.parametrize("arch", ["lenet", "vgg4"])
+def test_evaluation_uses_the_variants_views_in_small_forwards(arch, rounds, monkeypatch):
+    test = stack([r.test for r in rounds], CPU)
+    model = ComparisonNet(Variant(arch, True, 1.0), members=2).eval()
+    with torch.no_grad():
+        whole = [model(test.inputs, tta=tta)[0] for tta in (None, False)]  # one forward over every pair
+    sizes: list[int] = []
+    original = model.single_view
+    monkeypatch.setattr(model, "single_view", lambda pairs: sizes.append(pairs.shape[1]) or original(pairs))
+    for tta, logits in zip((None, False), whole, strict=True):
+        sizes.clear()
+        accuracy, _ = evaluate(model, test) if tta is None else evaluate(model, test, tta=tta)  # default: variant's
+        expected = ((logits > 0).float() == test.targets).float().mean(1)
+        assert torch.allclose(accuracy, expected)
+        views = 5 if tta is None and model.variant.tta else 1  # lenet has no test-time averaging, vgg4 has
+        assert sum(sizes) == views * test.targets.shape[1]
+        assert max(sizes) * model.networks <= train_module.CPU_EVAL_PAIRS
 
 
 def test_training_is_deterministic_for_a_seed(rounds):
