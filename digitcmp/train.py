@@ -60,19 +60,22 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         """Fail on values no training can use, naming the flag."""
-        problems = {
-            "--epochs": self.epochs < 1,
-            "--batch-size": self.batch_size < 1,
-            "--lr": not (self.lr > 0 and math.isfinite(self.lr)),
-            "--weight-decay": not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
-            "--val-fraction": not 0 <= self.val_fraction < 1,
-            "--shift": not 0 <= self.shift <= 4,
-            "--label-smoothing": not 0 <= self.label_smoothing < 1,
+        problems = {  # flag: (out of range?, the range it must be in)
+            "--epochs": (self.epochs < 1, "≥ 1"),
+            "--batch-size": (self.batch_size < 1, "≥ 1"),
+            "--lr": (not (self.lr > 0 and math.isfinite(self.lr)), "a finite number > 0"),
+            "--weight-decay": (
+                not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
+                "a finite number ≥ 0",
+            ),
+            "--val-fraction": (not 0 <= self.val_fraction < 1, "0 ≤ value < 1"),
+            "--shift": (not 0 <= self.shift <= 4, "0 to 4 pixels"),
+            "--label-smoothing": (not 0 <= self.label_smoothing < 1, "0 ≤ value < 1"),
         }
-        for flag, bad in problems.items():
+        for flag, (bad, valid) in problems.items():
             if bad:
                 value = getattr(self, flag[2:].replace("-", "_"))
-                raise DigitcmpError(f"{flag} {value} is out of range; see 'digitcmp train --help'")
+                raise DigitcmpError(f"{flag} {value} is out of range; use {valid}")
         if self.optimizer not in OPTIMIZERS:
             raise DigitcmpError(f"unknown optimizer '{self.optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
