@@ -38,7 +38,7 @@ def main() -> None:
     def step() -> None:
         logits, digits = model.single_view(pairs)
         optimizer.zero_grad(set_to_none=True)
-        comparison_loss(logits, digits, targets, classes, variant.aux_weight).sum().backward()
+        comparison_loss(logits, digits, targets, classes, variant.aux_weight, config.label_smoothing).sum().backward()
         optimizer.step()
 
     for _ in range(5):

@@ -428,7 +428,7 @@ def comparison_loss(
     """Per-member loss E: (main + w·aux) / (1 + w), main = BCE on the comparison logit, aux = CE(digit 1) + CE(digit 2).
 
     Dividing by 1 + w keeps the loss scale comparable across auxiliary weights. ``label_smoothing`` softens the
-    digit targets only: with 1,800 training digits it keeps the towers from growing over-confident.
+    digit targets only (it reads digits better but miscalibrates the structured head: docs/results.md).
     """
     main = F.binary_cross_entropy_with_logits(logits, targets.expand_as(logits), reduction="none").mean(-1)
     if aux_weight == 0:
