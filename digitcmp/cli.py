@@ -117,6 +117,9 @@ ScheduleOption = typer.Option(None, "--schedule", help=f"constant or onecycle {R
 LabelSmoothingOption = typer.Option(
     None, "--label-smoothing", help=f"Smoothing of the digit targets, 0-1 {RECIPE} 0].", show_default=False
 )
+ElasticOption = typer.Option(
+    None, "--elastic", help=f"Elastic warp of digits, displacement std in px, 0-2 {RECIPE} 0].", show_default=False
+)
 DataDir = typer.Option(
     None,
     "--data-dir",
@@ -168,6 +171,7 @@ def train(
     swap: bool = typer.Option(
         None, "--swap/--no-swap", help=f"Add each pair swapped {RECIPE} off].", show_default=False
     ),
+    elastic: float = ElasticOption,
     label_smoothing: float = LabelSmoothingOption,
     pairs: int = typer.Option(1000, "--pairs", min=1, help="Training pairs per round (and test pairs by default)."),
     test_pairs: int = typer.Option(None, "--test-pairs", min=1, help="Test pairs per round [default: --pairs]."),
@@ -204,6 +208,7 @@ def train(
         schedule=schedule,
         shift=shift,
         swap=swap,
+        elastic=elastic,
         label_smoothing=label_smoothing,
         val_fraction=val_fraction,
     ).check()
@@ -272,6 +277,7 @@ def bench(
     width: str = typer.Option(None, "--width", help="Widths of conv6/vgg4, a comma list.", show_default=False),
     optimizer: str = OptimizerOption,
     schedule: str = ScheduleOption,
+    elastic: float = ElasticOption,
     label_smoothing: float = LabelSmoothingOption,
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of training pairs held out for selection."),
     quick: bool = typer.Option(False, "--quick", help="CI smoke run: 2 rounds, 10 epochs, 500 pairs, every variant."),
@@ -316,6 +322,7 @@ def bench(
             "epochs": epochs or (10 if quick else None),
             "optimizer": optimizer,
             "schedule": schedule,
+            "elastic": elastic,
             "label_smoothing": label_smoothing,
         },
     )

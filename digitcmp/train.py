@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .data import PairSet, RoundData
 from .errors import DigitcmpError
@@ -30,6 +31,10 @@ CPU_NETWORKS = 12
 # activations outgrow the caches (docs/performance.md). CUDA evaluates each set in one forward.
 CPU_EVAL_PAIRS = 400
 SCHEDULES = ("constant", "onecycle")
+# Smoothness of the elastic warp: standard deviation, in pixels of the 14×14 digits, of the Gaussian filter that
+# turns white noise into a displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse
+# in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
+ELASTIC_SIGMA = 3.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class TrainConfig:
     schedule: str = "constant"  # constant | onecycle
     val_fraction: float = 0.1  # share of the training pairs held out for model selection
     shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
+    elastic: float = 0.0  # augmentation: smooth random warp of each digit, displacement std in pixels (0 = off)
     swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
     label_smoothing: float = 0.0  # share of the auxiliary digit target spread over all ten classes
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, see CPU_NETWORKS)
@@ -70,6 +76,7 @@ class TrainConfig:
             ),
             "--val-fraction": (not 0 <= self.val_fraction < 1, "0 ≤ value < 1"),
             "--shift": (not 0 <= self.shift <= 4, "0 to 4 pixels"),
+            "--elastic": (not 0 <= self.elastic <= 2, "0 to 2 pixels"),
             "--label-smoothing": (not 0 <= self.label_smoothing < 1, "0 ≤ value < 1"),
         }
         for flag, (bad, valid) in problems.items():
@@ -182,12 +189,38 @@ def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
     """Shift every digit independently by up to ``max_shift`` pixels in each direction, filling with black."""
     size = inputs.shape[-1]
     flat = inputs.reshape(-1, size, size)
-    padded = torch.nn.functional.pad(flat, (max_shift,) * 4)
+    padded = F.pad(flat, (max_shift,) * 4)
     offsets = torch.randint(0, 2 * max_shift + 1, (2, len(flat), 1), device=inputs.device)
     grid = torch.arange(size, device=inputs.device)
     rows, cols = offsets[0] + grid, offsets[1] + grid
     shifted = padded[torch.arange(len(flat), device=inputs.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
     return shifted.view_as(inputs)
+
+
+def elastic_warp(inputs: torch.Tensor, strength: float) -> torch.Tensor:
+    """Warp every digit by its own smooth random displacement field (white noise through a Gaussian filter of
+    ``ELASTIC_SIGMA`` px, scaled to a standard deviation of ``strength`` px per pixel), resampled bilinearly:
+    handwriting varies like that, and 900 training pairs do not show enough of it."""
+    size = inputs.shape[-1]
+    flat = inputs.reshape(-1, 1, size, size)
+    radius = math.ceil(2.5 * ELASTIC_SIGMA)
+    taps = torch.arange(-radius, radius + 1, device=inputs.device, dtype=inputs.dtype)
+    kernel = torch.exp(-(taps**2) / (2 * ELASTIC_SIGMA**2))
+    kernel = kernel / kernel.sum()
+    # The filter as a banded matrix: band @ noise @ band.T filters rows and columns in two small matrix
+    # products, three times faster on the CPU than two convolutions.
+    band = torch.zeros(size, size + 2 * radius, device=inputs.device, dtype=inputs.dtype)
+    band.scatter_(
+        1,
+        torch.arange(size, device=inputs.device)[:, None] + torch.arange(2 * radius + 1, device=inputs.device),
+        kernel.expand(size, -1),
+    )
+    noise = torch.randn(len(flat), 2, size + 2 * radius, size + 2 * radius, device=inputs.device, dtype=inputs.dtype)
+    # Filtered unit noise has the std Σ kernel² (the filter is separable); one pixel is 2/size in grid units.
+    displacement = (band @ noise @ band.T).permute(0, 2, 3, 1) * (strength / kernel.pow(2).sum() * 2 / size)
+    identity = torch.eye(2, 3, device=inputs.device, dtype=inputs.dtype).expand(len(flat), 2, 3)
+    grid = F.affine_grid(identity, list(flat.shape), align_corners=False) + displacement
+    return F.grid_sample(flat, grid, align_corners=False).view_as(inputs)
 
 
 @torch.no_grad()
@@ -253,6 +286,8 @@ def train_members(
         for start in range(0, n, config.batch_size):
             batch = member_index, order[:, start : start + config.batch_size]
             inputs = fit.inputs[batch]
+            if config.elastic:
+                inputs = elastic_warp(inputs, config.elastic)
             if config.shift:
                 inputs = random_shift(inputs, config.shift)
             logits, digits = model.single_view(inputs)

@@ -89,6 +89,7 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
         (("--optimizer", "rmsprop"), ("optimizer",)),
         (("--aux-weight", "-1"), ("--aux-weight",)),
         (("--label-smoothing", "1"), ("--label-smoothing", "out of range")),
+        (("--elastic", "-0.5"), ("--elastic", "0 to 2 pixels")),
         (("--arch", "lenet", "--width", "8"), ("width",)),
         (("--pairs", "3000"), ("distinct digits",)),
         (("--download",), ("--data-dir",)),

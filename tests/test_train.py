@@ -9,7 +9,16 @@ import digitcmp.train as train_module
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.models import ComparisonNet, Variant
-from digitcmp.train import TrainConfig, add_swapped, evaluate, random_shift, resolve_device, stack, train_variant
+from digitcmp.train import (
+    TrainConfig,
+    add_swapped,
+    elastic_warp,
+    evaluate,
+    random_shift,
+    resolve_device,
+    stack,
+    train_variant,
+)
 
 CPU = torch.device("cpu")
 
@@ -86,12 +95,31 @@ def test_random_shift_moves_digits_without_changing_shape():
     assert not torch.equal(shifted, digits)
 
 
+def test_elastic_warp_displaces_by_the_asked_strength():
+    # Bilinear resampling reproduces a linear ramp exactly, so away from the borders warp(ramp) − ramp is the
+    # displacement field itself: its spread must be the strength asked for, and strength 0 must change nothing.
+    torch.manual_seed(0)
+    ramp = torch.arange(14.0).expand(500, 2, 14, 14)
+    for strength in (0.0, 0.5, 1.0):
+        warped = elastic_warp(ramp, strength)
+        assert warped.shape == ramp.shape
+        moved = (warped - ramp)[..., 4:10, 4:10]
+        assert moved.std().item() == pytest.approx(strength, abs=0.05)
+    digits = torch.zeros(50, 2, 14, 14)
+    digits[..., 5:9, 5:9] = 1.0
+    warped = elastic_warp(digits, 0.5)
+    assert not torch.equal(warped, digits)
+    ink = warped.sum((-1, -2))  # a warp stretches or squeezes strokes locally: ink varies, on average it stays
+    assert (ink > 8).all() and ink.mean().item() == pytest.approx(16.0, rel=0.05)
+
+
 @pytest.mark.parametrize(
     ("config", "flag"),
     [
         (TrainConfig(epochs=0), "--epochs"),
         (TrainConfig(lr=-1), "--lr"),
         (TrainConfig(val_fraction=1.0), "--val-fraction"),
+        (TrainConfig(elastic=3.0), "--elastic"),
         (TrainConfig(optimizer="lbfgs"), "optimizer"),
         (TrainConfig(schedule="cosine"), "schedule"),
     ],
