@@ -8,6 +8,7 @@ accumulated there; the host reads them once per epoch.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -197,30 +198,36 @@ def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
     return shifted.view_as(inputs)
 
 
+@functools.cache
+def elastic_filter(size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The constant parts of every elastic warp, built once rather than every training step: the Gaussian filter
+    as a banded matrix (band @ noise @ band.T filters rows and columns in two small matrix products, three times
+    faster on the CPU than two convolutions), scaled so that filtered unit noise moves each pixel by one pixel
+    (std; 2/size in grid units), and the identity sampling grid."""
+    radius = math.ceil(2.5 * ELASTIC_SIGMA)
+    taps = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    kernel = torch.exp(-(taps**2) / (2 * ELASTIC_SIGMA**2))
+    kernel = kernel / kernel.sum()
+    band = torch.zeros(size, size + 2 * radius, device=device, dtype=dtype)
+    offsets = torch.arange(size, device=device)[:, None] + torch.arange(2 * radius + 1, device=device)
+    band.scatter_(1, offsets, kernel.expand(size, -1))
+    # Filtered unit noise has the std Σ kernel² (the filter is separable); the square root of the scale goes on
+    # each side of the noise.
+    band *= (2 / size / kernel.pow(2).sum()) ** 0.5
+    identity = F.affine_grid(torch.eye(2, 3, device=device, dtype=dtype)[None], [1, 1, size, size], align_corners=False)
+    return band, identity
+
+
 def elastic_warp(inputs: torch.Tensor, strength: float) -> torch.Tensor:
     """Warp every digit by its own smooth random displacement field (white noise through a Gaussian filter of
     ``ELASTIC_SIGMA`` px, scaled to a standard deviation of ``strength`` px per pixel), resampled bilinearly:
     handwriting varies like that, and 900 training pairs do not show enough of it."""
     size = inputs.shape[-1]
     flat = inputs.reshape(-1, 1, size, size)
-    radius = math.ceil(2.5 * ELASTIC_SIGMA)
-    taps = torch.arange(-radius, radius + 1, device=inputs.device, dtype=inputs.dtype)
-    kernel = torch.exp(-(taps**2) / (2 * ELASTIC_SIGMA**2))
-    kernel = kernel / kernel.sum()
-    # The filter as a banded matrix: band @ noise @ band.T filters rows and columns in two small matrix
-    # products, three times faster on the CPU than two convolutions.
-    band = torch.zeros(size, size + 2 * radius, device=inputs.device, dtype=inputs.dtype)
-    band.scatter_(
-        1,
-        torch.arange(size, device=inputs.device)[:, None] + torch.arange(2 * radius + 1, device=inputs.device),
-        kernel.expand(size, -1),
-    )
-    noise = torch.randn(len(flat), 2, size + 2 * radius, size + 2 * radius, device=inputs.device, dtype=inputs.dtype)
-    # Filtered unit noise has the std Σ kernel² (the filter is separable); one pixel is 2/size in grid units.
-    displacement = (band @ noise @ band.T).permute(0, 2, 3, 1) * (strength / kernel.pow(2).sum() * 2 / size)
-    identity = torch.eye(2, 3, device=inputs.device, dtype=inputs.dtype).expand(len(flat), 2, 3)
-    grid = F.affine_grid(identity, list(flat.shape), align_corners=False) + displacement
-    return F.grid_sample(flat, grid, align_corners=False).view_as(inputs)
+    band, identity = elastic_filter(size, inputs.device, inputs.dtype)
+    noise = torch.randn(len(flat), 2, band.shape[1], band.shape[1], device=inputs.device, dtype=inputs.dtype)
+    displacement = (band @ noise @ band.T).permute(0, 2, 3, 1) * strength
+    return F.grid_sample(flat, identity + displacement, align_corners=False).view_as(inputs)
 
 
 @torch.no_grad()
