@@ -24,6 +24,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from digitcmp.train import keep_freed_memory
+
 Way = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 # Winograd F(4×4, 3×3) on the points 0, ±1, ±2, ∞ (Lavin and Gray, 2016): Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A.
 B_T = torch.tensor(
@@ -105,6 +107,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as train_members does
     torch.manual_seed(0)
     r, n = args.members, args.digits
     digits = torch.rand(n, r, 14, 14)

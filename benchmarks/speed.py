@@ -24,7 +24,7 @@ from torch import nn
 from digitcmp.data import RoundData, draw_rounds, load_source
 from digitcmp.models import Variant
 from digitcmp.preprocess import MNIST_MEAN, MNIST_STD
-from digitcmp.train import TrainConfig, train_variant
+from digitcmp.train import TrainConfig, keep_freed_memory, train_variant
 
 
 class PlainLeNet(nn.Module):
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # the same allocator for both sides (train_variant would set it only after the plain loop)
     data = draw_rounds(load_source(None), args.rounds, 1000, 1000, 0.0, seed=0)
     variant = Variant("lenet", True, 1.0, head="mlp")
     config = TrainConfig(epochs=args.epochs, val_fraction=0.0, curves=False)

@@ -15,7 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from digitcmp.models import ComparisonNet, Variant, comparison_loss
-from digitcmp.train import TrainConfig, make_optimizer
+from digitcmp.train import TrainConfig, keep_freed_memory, make_optimizer
 
 
 def main() -> None:
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as train_members does
     variant = Variant(args.arch, True, 1.0).resolved()
     config = TrainConfig.for_arch(args.arch)
     model = ComparisonNet(variant, args.members).train()

@@ -8,9 +8,11 @@ accumulated there; the host reads them once per epoch.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,6 +38,9 @@ SCHEDULES = ("constant", "onecycle")
 # turns white noise into a displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse
 # in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
 ELASTIC_SIGMA = 3.0
+# glibc mallopt parameters (malloc.h): the heap size above which free() returns memory to the OS, and how many
+# blocks may be served by mmap (0: none, so large blocks come from the heap too).
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,24 @@ def resolve_device(name: str) -> torch.device:
     raise DigitcmpError(f"unknown device '{name}'; choose auto, cpu or cuda")
 
 
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc reuse freed activation memory instead of returning it to the OS; True if it applied.
+
+    Blocks above 32 MB always come from a fresh mmap, and every step of a batched model allocates several (lenet's
+    first stage at 10 rounds: 37 MB per tensor), so each step page-faulted ~17,000 times and zero-filled them in the
+    kernel: a third of lenet's batched step on 2 cores (docs/performance.md). Process-wide and idempotent; a no-op
+    where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 def stack(pairs: list[PairSet], device: torch.device) -> PairSet:
     """Stack equally sized pair sets of several rounds into E×N tensors on the device."""
     return PairSet(*(torch.stack([getattr(p, f) for p in pairs]).to(device) for f in ("inputs", "targets", "classes")))
@@ -276,6 +299,7 @@ def train_members(
     """Train one member per round (pairs stacked E×N on the device), all at once; return the model and each
     member's per-epoch curves (training loss and error averaged over an ensemble's networks)."""
     variant = variant.resolved()
+    keep_freed_memory()
     fit = add_swapped(train) if config.swap else train
     members, n = fit.targets.shape
     k = variant.ensemble

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from digitcmp.train import (
     add_swapped,
     elastic_warp,
     evaluate,
+    keep_freed_memory,
     random_shift,
     resolve_device,
     stack,
@@ -164,3 +167,19 @@ def test_cpu_rounds_train_in_chunks_of_a_few_networks(monkeypatch):
     assert seconds[0] == seconds[1]  # one chunk's time, shared by its rounds
     assert all(len(r.curves["test_error"]) == 1 for r in result.rounds)
     assert set(result.best_state["tower_a.1.weight"].shape[:1]) == {2}  # both networks of the chosen round
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator setting is glibc's")
+def test_freed_activation_memory_is_reused_without_page_faults() -> None:
+    """A batched step's 37 MB activations must not come from a fresh mmap (and its page faults) every step."""
+    import resource  # Unix only
+
+    assert keep_freed_memory()
+
+    def faults_for_one_allocation() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(16 * 2**20).fill_(1.0)  # 64 MB, above glibc's largest mmap threshold (32 MB)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_for_one_allocation()  # the first one may grow the heap
+    assert faults_for_one_allocation() < 1000  # a fresh 64 MB mapping faults ~16,000 times (4 KB pages)
