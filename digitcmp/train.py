@@ -182,7 +182,7 @@ def keep_freed_memory() -> bool:
 
     Blocks above 32 MB always come from a fresh mmap, and every step of a batched model allocates several (lenet's
     first stage at 10 rounds: 37 MB per tensor), so each step page-faulted ~17,000 times and zero-filled them in the
-    kernel: a third of lenet's batched step on 2 cores (docs/performance.md). Process-wide and idempotent; a no-op
+    kernel: a quarter of lenet's batched step on 2 cores (docs/performance.md). Process-wide and idempotent; a no-op
     where the C library is not glibc.
     """
     if not sys.platform.startswith("linux"):
