@@ -11,8 +11,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -185,13 +185,10 @@ def keep_freed_memory() -> bool:
     kernel: a quarter of lenet's batched step on 2 cores (docs/performance.md). Process-wide and idempotent; a no-op
     where the C library is not glibc.
     """
-    if not sys.platform.startswith("linux"):
+    if platform.libc_ver()[0] != "glibc":
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def stack(pairs: list[PairSet], device: torch.device) -> PairSet:
