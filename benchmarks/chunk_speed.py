@@ -5,7 +5,7 @@ means better use of the device; on a few CPU cores there is an optimum, after wh
 (cache pressure). This measures it for one variant, in one run, so the numbers compare with each other: one
 epoch of real training (the architecture's recipe) per configuration, several repeats, medians.
 
-    python benchmarks/chunk_speed.py                          # vgg4 with the default ensemble of 2
+    python benchmarks/chunk_speed.py                          # vgg4, ensemble of 2 (the default of sessions 4-7)
     python benchmarks/chunk_speed.py --arch lenet --ensemble 1 --rounds 1,5,10,20
 """
 

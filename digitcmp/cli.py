@@ -93,12 +93,9 @@ DEFAULT = "[default: the default variant's, docs/results.md"
 def default_variant(
     arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta, ensemble
 ):
-    """The variant the flags name; flags left unset take the project's default variant's values (its ensemble size
-    only when no --arch is given: other architectures default to one network, not to a multiple of the cost)."""
+    """The variant the flags name; flags left unset take the project's default variant's values."""
     from .models import DEFAULT_VARIANT, Variant
 
-    if ensemble is None and arch is None:
-        ensemble = DEFAULT_VARIANT.ensemble
     return Variant(
         arch or DEFAULT_VARIANT.arch,
         DEFAULT_VARIANT.weight_sharing if weight_sharing is None else weight_sharing,
@@ -148,8 +145,7 @@ def train(
     ensemble: int = typer.Option(
         None,
         "--ensemble",
-        help="Networks per model, trained independently, probabilities averaged [default: the default variant's "
-        "without --arch, else 1].",
+        help="Networks per model, trained independently, probabilities averaged [default: 1].",
         show_default=False,
     ),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds, each a fresh data draw and initialisation."),
@@ -262,7 +258,7 @@ def bench(
         None, "--arch", help="Architectures (repeat or comma list; default: all registered).", show_default=False
     ),
     rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds [default: 10; --quick: 2].", show_default=False),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs [default: 25; --quick: 10].", show_default=False),
+    epochs: int = typer.Option(None, "--epochs", min=1, help=f"Epochs {RECIPE} 25; --quick: 10].", show_default=False),
     pairs: int = typer.Option(
         None, "--pairs", min=1, help="Pairs per split [default: 1000; --quick: 500].", show_default=False
     ),

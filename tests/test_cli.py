@@ -116,8 +116,8 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
     assert_one_line_error(result, 2, str(blocker))
 
 
-def test_the_default_variant_is_an_ensemble_but_a_named_architecture_is_one_network():
+def test_unset_flags_take_the_default_variant_and_set_ones_override_it():
     assert default_variant(None, None, None, None, None, None, None) == DEFAULT_VARIANT.resolved()
-    assert DEFAULT_VARIANT.resolved().ensemble > 1
-    assert default_variant("vgg4", None, None, None, None, None, None).ensemble == 1
-    assert default_variant("lenet", None, None, None, None, None, 3).ensemble == 3
+    assert DEFAULT_VARIANT.resolved().ensemble == 1
+    named = default_variant("lenet", False, 0.5, None, None, None, 3)
+    assert (named.arch, named.weight_sharing, named.aux_weight, named.ensemble) == ("lenet", False, 0.5, 3)

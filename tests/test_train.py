@@ -144,9 +144,10 @@ def test_device_resolution():
 def test_architecture_recipes_and_overrides():
     assert TrainConfig.for_arch("lenet") == TrainConfig()
     vgg = TrainConfig.for_arch("vgg4")
-    assert (vgg.optimizer, vgg.schedule, vgg.shift, vgg.swap, vgg.epochs) == ("adamw", "onecycle", 2, True, 30)
-    tuned = TrainConfig.for_arch("vgg4", epochs=5, lr=None, swap=False)
-    assert (tuned.epochs, tuned.lr, tuned.swap) == (5, vgg.lr, False)
+    recipe = (vgg.optimizer, vgg.schedule, vgg.shift, vgg.swap, vgg.epochs, vgg.elastic)
+    assert recipe == ("adamw", "onecycle", 2, True, 60, 0.5)
+    tuned = TrainConfig.for_arch("vgg4", epochs=5, lr=None, swap=False, elastic=0.0)
+    assert (tuned.epochs, tuned.lr, tuned.swap, tuned.elastic) == (5, vgg.lr, False, 0.0)
 
 
 def test_onecycle_and_sgd_train_without_error(rounds):
