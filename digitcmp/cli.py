@@ -91,7 +91,7 @@ DEFAULT = "[default: the default variant's, docs/results.md"
 
 
 def default_variant(
-    arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta, ensemble
+    arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta, ensemble, tta_warps
 ):
     """The variant the flags name; flags left unset take the project's default variant's values."""
     from .models import DEFAULT_VARIANT, Variant
@@ -104,6 +104,7 @@ def default_variant(
         head,
         tta,
         ensemble,
+        tta_warps,
     ).resolved()
 
 
@@ -140,7 +141,16 @@ def train(
     width: int = typer.Option(None, "--width", help="Channels of conv6 (8-64) or vgg4.", show_default=False),
     head: str = typer.Option(None, "--head", help=f"mlp or structured {RECIPE} mlp].", show_default=False),
     tta: bool = typer.Option(
-        None, "--tta/--no-tta", help=f"Average predictions over 1-pixel shifts {RECIPE} off].", show_default=False
+        None,
+        "--tta/--no-tta",
+        help=f"Average predictions over 1-pixel shifts and fixed warps {RECIPE} off].",
+        show_default=False,
+    ),
+    tta_warps: int = typer.Option(
+        None,
+        "--tta-warps",
+        help="Fixed elastic warps among the test-time views, 0-64 [default: the architecture's, vgg4 32, else 0].",
+        show_default=False,
     ),
     ensemble: int = typer.Option(
         None,
@@ -193,7 +203,7 @@ def train(
     from .report import environment, rounds_table, stderr_console, stdout_console
     from .train import TrainConfig, resolve_device, train_variant
 
-    variant = default_variant(arch, weight_sharing, aux_weight, width, head, tta, ensemble)
+    variant = default_variant(arch, weight_sharing, aux_weight, width, head, tta, ensemble, tta_warps)
     config = TrainConfig.for_arch(
         variant.arch,
         epochs=epochs,

@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import DIGIT_SIZE, TTA_SHIFTS, tta_views
 from .errors import DigitcmpError
 from .files import atomic_write
 from .preprocess import MNIST_MEAN, MNIST_STD
 
 HEADS = ("mlp", "structured")
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+MAX_TTA_WARPS = 64
 
 
 class MemberLinear(nn.Module):
@@ -125,6 +126,7 @@ class ArchSpec:
     default_width: int | None = None  # None: the architecture has no width option
     default_head: str = "mlp"
     default_tta: bool = False
+    default_tta_warps: int = 0  # fixed elastic warps among the test-time views (augment.tta_views)
     default_ensemble: int = 1  # independently trained networks whose probabilities a model averages
     recipe: tuple[tuple[str, object], ...] = ()  # training defaults (TrainConfig fields) that differ from the reports'
 
@@ -137,6 +139,7 @@ def register(
     default_width: int | None = None,
     default_head: str = "mlp",
     default_tta: bool = False,
+    default_tta_warps: int = 0,
     default_ensemble: int = 1,
     **recipe: object,
 ) -> Callable:
@@ -154,6 +157,7 @@ def register(
             default_width,
             default_head,
             default_tta,
+            default_tta_warps,
             default_ensemble,
             tuple(recipe.items()),
         )
@@ -222,6 +226,7 @@ def conv6(members: int, width: int | None = 32) -> nn.Module:
     default_width=16,
     default_head="structured",
     default_tta=True,
+    default_tta_warps=32,
     epochs=60,
     lr=3e-3,
     optimizer="adamw",
@@ -265,8 +270,9 @@ class Variant:
     aux_weight: float
     width: int | None = None
     head: str | None = None
-    tta: bool | None = None  # test-time augmentation: average over 1-pixel shifts in eval mode
+    tta: bool | None = None  # test-time augmentation: average over 1-pixel shifts (and warps) in eval mode
     ensemble: int | None = None  # networks trained independently per model, probabilities averaged
+    tta_warps: int | None = None  # fixed elastic warps added to the test-time views (0 without tta)
 
     def resolved(self) -> Variant:
         """Check the variant and fill in the architecture's defaults."""
@@ -283,6 +289,11 @@ class Variant:
         if self.ensemble is not None and not 1 <= self.ensemble <= 16:
             raise DigitcmpError(f"--ensemble must be between 1 and 16 networks, got {self.ensemble}")
         tta = spec.default_tta if self.tta is None else self.tta
+        if self.tta_warps is not None and not 0 <= self.tta_warps <= MAX_TTA_WARPS:
+            raise DigitcmpError(f"--tta-warps must be between 0 and {MAX_TTA_WARPS}, got {self.tta_warps}")
+        if self.tta_warps and not tta:
+            raise DigitcmpError("--tta-warps needs test-time averaging; add --tta or drop --tta-warps")
+        warps = (spec.default_tta_warps if self.tta_warps is None else self.tta_warps) if tta else 0
         ensemble = self.ensemble or spec.default_ensemble
         return replace(
             self,
@@ -290,6 +301,7 @@ class Variant:
             head=head,
             tta=tta,
             ensemble=ensemble,
+            tta_warps=warps,
             aux_weight=float(self.aux_weight),
         )
 
@@ -305,6 +317,8 @@ class Variant:
             parts.append("tta" if self.tta else "notta")
         if self.ensemble is not None and self.ensemble != get_arch(self.arch).default_ensemble:
             parts.append(f"x{self.ensemble}")
+        if self.tta and self.tta_warps is not None and self.tta_warps != get_arch(self.arch).default_tta_warps:
+            parts.append(f"tw{self.tta_warps}")
         return "-".join(parts)
 
     @property
@@ -320,8 +334,12 @@ class Variant:
     @classmethod
     def from_dict(cls, data: dict) -> Variant:
         fields = ("arch", "weight_sharing", "aux_weight", "width", "head", "tta")
-        # Files written before ensembles existed hold one network per model.
-        return cls(**{key: data.get(key) for key in fields}, ensemble=data.get("ensemble", 1)).resolved()
+        # Files written before ensembles (or test-time warps) existed hold one network per model (and no warps).
+        return cls(
+            **{key: data.get(key) for key in fields},
+            ensemble=data.get("ensemble", 1),
+            tta_warps=data.get("tta_warps", 0),
+        ).resolved()
 
 
 # The variant users get when they name none: the best the project has measured (docs/results.md).
@@ -350,18 +368,20 @@ class ComparisonNet(nn.Module):
             )
         else:
             self.head = StructuredHead()
+        # Derived from the variant, not learned: rebuilt with the model, never saved in checkpoints.
+        self.register_buffer("view_maps", tta_views(variant.tta_warps), persistent=False)
 
     def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10), one model per member.
 
         The probabilities are averaged (in log space; the logits returned are those of the averaged
-        probabilities) over the ensemble's networks and, with test-time augmentation in eval mode, over the pair
-        and its four 1-pixel shifts. ``tta`` overrides the variant's setting.
+        probabilities) over the ensemble's networks and, with test-time augmentation in eval mode, over the pair,
+        its four 1-pixel shifts and the variant's fixed warps. ``tta`` overrides the variant's setting.
         """
         views = self.views(tta)
-        if views > 1:
-            padded = F.pad(pairs, (1, 1, 1, 1))
-            pairs = torch.cat([padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx] for dy, dx in TTA_SHIFTS], dim=1)
+        if views > 1:  # E×B×2×14×14 → E×(V·B)×2×14×14, view-major: one matrix product makes every view
+            pairs = (pairs.flatten(-2) @ self.view_maps).unflatten(-1, (views, DIGIT_SIZE, DIGIT_SIZE))
+            pairs = pairs.movedim(3, 1).flatten(1, 2)  # E×B×2×V×… → E×V×B×2×…
         ensemble = self.variant.ensemble
         logits, digits = self.single_view(pairs.repeat_interleave(ensemble, dim=0) if ensemble > 1 else pairs)
         if views * ensemble == 1:
@@ -376,8 +396,9 @@ class ComparisonNet(nn.Module):
         return log_le - log_gt, log_mean(F.log_softmax(digits, dim=-1))
 
     def views(self, tta: bool | None = None) -> int:
-        """How many views of each pair ``forward`` averages: five with test-time averaging in eval mode, else one."""
-        return len(TTA_SHIFTS) if (self.variant.tta if tta is None else tta) and not self.training else 1
+        """How many views of each pair ``forward`` averages: 5 + warps with test-time averaging in eval mode, else 1."""
+        on = self.variant.tta if tta is None else tta
+        return len(TTA_SHIFTS) + self.variant.tta_warps if on and not self.training else 1
 
     def single_view(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every network's own outputs for its own pairs (E·K networks × B pairs), no averaging."""

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from .augment import elastic_warp, random_shift
 from .data import PairSet, RoundData
 from .errors import DigitcmpError
 from .models import ComparisonNet, Variant, comparison_loss, count_parameters, member_state
@@ -31,13 +31,11 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 CPU_NETWORKS = 12
 # Pairs per evaluation forward on the CPU, over all networks and test-time views: vgg4 evaluates 2× faster (single
 # view) to 2.5× faster (five views) in forwards this small than in forwards of 1,000 pairs per network, whose
-# activations outgrow the caches (docs/performance.md). CUDA evaluates each set in one forward.
+# activations outgrow the caches (docs/performance.md). CUDA takes far larger forwards, but not unbounded ones:
+# 12 vgg4 networks × 21 views of 1,000 pairs would hold gigabytes of activations at once.
 CPU_EVAL_PAIRS = 400
+CUDA_EVAL_PAIRS = 20_000
 SCHEDULES = ("constant", "onecycle")
-# Smoothness of the elastic warp: standard deviation, in pixels of the 14×14 digits, of the Gaussian filter that
-# turns white noise into a displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse
-# in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
-ELASTIC_SIGMA = 3.0
 # glibc mallopt parameters (malloc.h): the heap size above which free() returns memory to the OS, and how many
 # blocks may be served by mmap (0: none, so large blocks come from the heap too).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
@@ -206,60 +204,15 @@ def add_swapped(pairs: PairSet) -> PairSet:
     )
 
 
-def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Shift every digit independently by up to ``max_shift`` pixels in each direction, filling with black."""
-    size = inputs.shape[-1]
-    flat = inputs.reshape(-1, size, size)
-    padded = F.pad(flat, (max_shift,) * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, len(flat), 1), device=inputs.device)
-    grid = torch.arange(size, device=inputs.device)
-    rows, cols = offsets[0] + grid, offsets[1] + grid
-    shifted = padded[torch.arange(len(flat), device=inputs.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return shifted.view_as(inputs)
-
-
-@functools.cache
-def elastic_filter(size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The constant parts of every elastic warp, built once rather than every training step: the Gaussian filter
-    as a banded matrix (band @ noise @ band.T filters rows and columns in two small matrix products, three times
-    faster on the CPU than two convolutions), scaled so that filtered unit noise moves each pixel by one pixel
-    (std; 2/size in grid units), and the identity sampling grid."""
-    radius = math.ceil(2.5 * ELASTIC_SIGMA)
-    taps = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    kernel = torch.exp(-(taps**2) / (2 * ELASTIC_SIGMA**2))
-    kernel = kernel / kernel.sum()
-    band = torch.zeros(size, size + 2 * radius, device=device, dtype=dtype)
-    offsets = torch.arange(size, device=device)[:, None] + torch.arange(2 * radius + 1, device=device)
-    band.scatter_(1, offsets, kernel.expand(size, -1))
-    # Filtered unit noise has the std Σ kernel² (the filter is separable); the square root of the scale goes on
-    # each side of the noise.
-    band *= (2 / size / kernel.pow(2).sum()) ** 0.5
-    identity = F.affine_grid(torch.eye(2, 3, device=device, dtype=dtype)[None], [1, 1, size, size], align_corners=False)
-    return band, identity
-
-
-def elastic_warp(inputs: torch.Tensor, strength: float) -> torch.Tensor:
-    """Warp every digit by its own smooth random displacement field (white noise through a Gaussian filter of
-    ``ELASTIC_SIGMA`` px, scaled to a standard deviation of ``strength`` px per pixel), resampled bilinearly:
-    handwriting varies like that, and 900 training pairs do not show enough of it."""
-    size = inputs.shape[-1]
-    flat = inputs.reshape(-1, 1, size, size)
-    band, identity = elastic_filter(size, inputs.device, inputs.dtype)
-    noise = torch.randn(len(flat), 2, band.shape[1], band.shape[1], device=inputs.device, dtype=inputs.dtype)
-    displacement = (band @ noise @ band.T).permute(0, 2, 3, 1) * strength
-    return F.grid_sample(flat, identity + displacement, align_corners=False).view_as(inputs)
-
-
 @torch.no_grad()
 def evaluate(model: ComparisonNet, pairs: PairSet, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Comparison and digit accuracy per member (E each), in eval mode, with the variant's test-time averaging;
-    ``tta=False`` forces the single view (for the per-epoch curves, where five views would cost as much as the
-    training itself)."""
+    ``tta=False`` forces the single view (for the per-epoch curves, where the test-time views would cost more than
+    the training itself)."""
     was_training = model.training
     model.eval()
-    chunk = pairs.targets.shape[1]
-    if pairs.targets.device.type == "cpu":
-        chunk = max(1, CPU_EVAL_PAIRS // (model.networks * model.views(tta)))
+    per_forward = CPU_EVAL_PAIRS if pairs.targets.device.type == "cpu" else CUDA_EVAL_PAIRS
+    chunk = max(1, per_forward // (model.networks * model.views(tta)))
     correct = torch.zeros(pairs.targets.shape[0], device=pairs.targets.device)
     digits_correct = torch.zeros_like(correct)
     for start in range(0, pairs.targets.shape[1], chunk):

@@ -62,6 +62,7 @@ def test_train_json_writes_checkpoint_and_results(tmp_path):
         "head": "mlp",
         "tta": False,
         "ensemble": 1,
+        "tta_warps": 0,
     }
     assert [
         set(r) >= {"round", "train_accuracy", "test_accuracy", "digit_accuracy", "seconds"} for r in record["rounds"]
@@ -90,6 +91,8 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
         (("--aux-weight", "-1"), ("--aux-weight",)),
         (("--label-smoothing", "1"), ("--label-smoothing", "out of range")),
         (("--elastic", "-0.5"), ("--elastic", "0 to 2 pixels")),
+        (("--tta-warps", "100"), ("--tta-warps", "between 0 and 64")),
+        (("--no-tta", "--tta-warps", "8"), ("--tta-warps needs", "--tta")),
         (("--arch", "lenet", "--width", "8"), ("width",)),
         (("--pairs", "3000"), ("distinct digits",)),
         (("--download",), ("--data-dir",)),
@@ -117,7 +120,8 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
 
 
 def test_unset_flags_take_the_default_variant_and_set_ones_override_it():
-    assert default_variant(None, None, None, None, None, None, None) == DEFAULT_VARIANT.resolved()
-    assert DEFAULT_VARIANT.resolved().ensemble == 1
-    named = default_variant("lenet", False, 0.5, None, None, None, 3)
+    assert default_variant(None, None, None, None, None, None, None, None) == DEFAULT_VARIANT.resolved()
+    assert (DEFAULT_VARIANT.resolved().ensemble, DEFAULT_VARIANT.resolved().tta_warps) == (1, 32)
+    named = default_variant("lenet", False, 0.5, None, None, True, 3, 4)
     assert (named.arch, named.weight_sharing, named.aux_weight, named.ensemble) == ("lenet", False, 0.5, 3)
+    assert named.tta_warps == 4 and named.name == "lenet-sep-aux0.5-tta-x3-tw4"

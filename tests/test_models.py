@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from digitcmp.augment import TTA_SHIFTS, TTA_WARP_SEED, TTA_WARP_STRENGTH, warp_grids
 from digitcmp.errors import DigitcmpError
 from digitcmp.models import (
     ARCHS,
-    TTA_SHIFTS,
     ComparisonNet,
     StructuredHead,
     Variant,
@@ -134,17 +134,49 @@ def test_damaged_checkpoints_are_refused(tmp_path, content):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_test_time_augmentation_averages_the_shifted_views():
+def reference_views(pairs: torch.Tensor, variant: Variant) -> list[torch.Tensor]:
+    """The test-time views built one by one, without the view matrix: slices for the shifts, then grid_sample
+    with the fixed warps' grids."""
+    if not variant.tta:
+        return [pairs]
+    padded = F.pad(pairs, (1, 1, 1, 1))
+    views = [padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx] for dy, dx in TTA_SHIFTS]
+    generator = torch.Generator().manual_seed(TTA_WARP_SEED)
+    flat = pairs.reshape(-1, 1, 14, 14)
+    for _ in range(variant.tta_warps):
+        grid = warp_grids(1, 14, TTA_WARP_STRENGTH, torch.device("cpu"), torch.float32, generator)
+        views.append(F.grid_sample(flat, grid.expand(len(flat), -1, -1, -1), align_corners=False).view_as(pairs))
+    return views
+
+
+def test_test_time_augmentation_averages_the_shifted_and_warped_views():
     model = ComparisonNet(Variant("vgg4", True, 1.0, width=4), members=2).eval()
-    assert model.variant.tta  # vgg4's default
+    assert model.variant.tta and model.variant.tta_warps == 32  # vgg4's defaults
+    assert model.views() == 37
     pairs = torch.rand(2, 5, 2, 14, 14)
     logits, digits = model(pairs)
-    padded = F.pad(pairs, (1, 1, 1, 1))
-    views = [model.single_view(padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx]) for dy, dx in TTA_SHIFTS]
+    views = [model.single_view(view) for view in reference_views(pairs, model.variant)]
+    assert len(views) == 37
     assert torch.allclose(torch.sigmoid(logits), torch.stack([torch.sigmoid(v[0]) for v in views]).mean(0), atol=1e-6)
     assert torch.allclose(digits.softmax(-1), torch.stack([v[1].softmax(-1) for v in views]).mean(0), atol=1e-6)
     model.train()
     assert model(pairs)[0].shape == (2, 5)  # training sees single views
+
+
+def test_test_time_warps_are_a_variant_option():
+    assert Variant("vgg4", True, 1.0, tta_warps=4).resolved().name == "vgg4-w16-ws-aux1-tw4"
+    assert Variant("vgg4", True, 1.0, tta=False).resolved().tta_warps == 0
+    assert Variant("lenet", True, 1.0, tta=True).resolved().tta_warps == 0  # lenet's default: shifts only
+    model = ComparisonNet(Variant("lenet", True, 1.0, tta=True, tta_warps=2)).eval()
+    assert model.views() == 7 and model.views(tta=False) == 1
+    with pytest.raises(DigitcmpError, match="--tta-warps needs"):
+        Variant("vgg4", True, 1.0, tta=False, tta_warps=4).resolved()
+    with pytest.raises(DigitcmpError, match="--tta-warps must be between 0 and 64"):
+        Variant("vgg4", True, 1.0, tta_warps=65).resolved()
+    # A file from before test-time warps existed was evaluated on the shifts alone, and loads that way.
+    old = Variant("vgg4", True, 1.0).resolved().to_dict()
+    del old["tta_warps"]
+    assert Variant.from_dict(old).tta_warps == 0
 
 
 @pytest.mark.parametrize(
@@ -155,9 +187,8 @@ def test_an_ensemble_averages_its_networks_probabilities(variant):
     k, pairs = model.variant.ensemble, torch.rand(2, 5, 2, 14, 14)
     logits, digits = model(pairs)
     assert logits.shape == (2, 5) and digits.shape == (2, 5, 2, 10) and model.networks == 2 * k
-    shifts = TTA_SHIFTS if model.variant.tta else ((0, 0),)
-    padded = F.pad(pairs, (1, 1, 1, 1)).repeat_interleave(k, dim=0)  # network n belongs to member n // k
-    views = [model.single_view(padded[..., 1 + dy : 15 + dy, 1 + dx : 15 + dx]) for dy, dx in shifts]
+    repeated = pairs.repeat_interleave(k, dim=0)  # network n belongs to member n // k
+    views = [model.single_view(view) for view in reference_views(repeated, model.variant)]
     le = torch.stack([torch.sigmoid(v[0]).unflatten(0, (2, k)) for v in views]).mean((0, 2))
     probabilities = torch.stack([v[1].softmax(-1).unflatten(0, (2, k)) for v in views]).mean((0, 2))
     assert torch.allclose(torch.sigmoid(logits), le, atol=1e-6)

@@ -14,10 +14,8 @@ from digitcmp.models import ComparisonNet, Variant
 from digitcmp.train import (
     TrainConfig,
     add_swapped,
-    elastic_warp,
     evaluate,
     keep_freed_memory,
-    random_shift,
     resolve_device,
     stack,
     train_variant,
@@ -57,7 +55,7 @@ def test_evaluation_uses_the_variants_views_in_small_forwards(arch, rounds, monk
         accuracy, _ = evaluate(model, test) if tta is None else evaluate(model, test, tta=tta)  # default: variant's
         expected = ((logits > 0).float() == test.targets).float().mean(1)
         assert torch.allclose(accuracy, expected)
-        views = 5 if tta is None and model.variant.tta else 1  # lenet has no test-time averaging, vgg4 has
+        views = model.views() if tta is None else 1  # lenet has no test-time averaging, vgg4 has 37 views
         assert sum(sizes) == views * test.targets.shape[1]
         assert max(sizes) * model.networks <= train_module.CPU_EVAL_PAIRS
 
@@ -87,33 +85,6 @@ def test_swapped_pairs_keep_equal_digits_at_one(rounds):
     equal = pairs.classes[:, 0] == pairs.classes[:, 1]
     assert equal.any() and (swapped.targets[n:][equal] == 1).all()
     assert torch.equal(swapped.targets[n:][~equal], 1 - pairs.targets[~equal])
-
-
-def test_random_shift_moves_digits_without_changing_shape():
-    digits = torch.zeros(3, 4, 2, 14, 14)
-    digits[..., 6:8, 6:8] = 1.0
-    shifted = random_shift(digits, 2)
-    assert shifted.shape == digits.shape
-    assert torch.equal(shifted.sum((-1, -2)), digits.sum((-1, -2)))  # a centred blob never leaves the frame
-    assert not torch.equal(shifted, digits)
-
-
-def test_elastic_warp_displaces_by_the_asked_strength():
-    # Bilinear resampling reproduces a linear ramp exactly, so away from the borders warp(ramp) − ramp is the
-    # displacement field itself: its spread must be the strength asked for, and strength 0 must change nothing.
-    torch.manual_seed(0)
-    ramp = torch.arange(14.0).expand(500, 2, 14, 14)
-    for strength in (0.0, 0.5, 1.0):
-        warped = elastic_warp(ramp, strength)
-        assert warped.shape == ramp.shape
-        moved = (warped - ramp)[..., 4:10, 4:10]
-        assert moved.std().item() == pytest.approx(strength, abs=0.05)
-    digits = torch.zeros(50, 2, 14, 14)
-    digits[..., 5:9, 5:9] = 1.0
-    warped = elastic_warp(digits, 0.5)
-    assert not torch.equal(warped, digits)
-    ink = warped.sum((-1, -2))  # a warp stretches or squeezes strokes locally: ink varies, on average it stays
-    assert (ink > 8).all() and ink.mean().item() == pytest.approx(16.0, rel=0.05)
 
 
 @pytest.mark.parametrize(

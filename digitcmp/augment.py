@@ -1,0 +1,99 @@
+"""Digit warps: random ones that augment training, and the fixed views that test-time averaging predicts on.
+
+Both use one elastic recipe (a smooth displacement field: white noise through a Gaussian filter), so the fixed
+test-time warps are drawn from the very distribution the towers were trained on. The fixed views are linear maps
+of the pixels, so a model applies all of them as one matrix product, the same in torch and in its ONNX graph.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Smoothness of the elastic warp: standard deviation, in pixels of the 14×14 digits, of the Gaussian filter that
+# turns white noise into a displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse
+# in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
+ELASTIC_SIGMA = 3.0
+# Test-time views: the digit itself and its four 1-pixel shifts (dy, dx), then the fixed warps.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+# Strength (displacement std, px) of the fixed test-time warps: vgg4's training strength; 0.4-0.7 averaged the
+# same in bundled-protocol trials, 1.0 less (docs/results.md).
+TTA_WARP_STRENGTH = 0.5
+TTA_WARP_SEED = 0  # the generator of the fixed warps: a model's views are the same on every machine
+DIGIT_SIZE = 14
+
+
+def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift every digit independently by up to ``max_shift`` pixels in each direction, filling with black."""
+    size = inputs.shape[-1]
+    flat = inputs.reshape(-1, size, size)
+    padded = F.pad(flat, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, len(flat), 1), device=inputs.device)
+    grid = torch.arange(size, device=inputs.device)
+    rows, cols = offsets[0] + grid, offsets[1] + grid
+    shifted = padded[torch.arange(len(flat), device=inputs.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return shifted.view_as(inputs)
+
+
+@functools.cache
+def elastic_filter(size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The constant parts of every elastic warp, built once rather than every training step: the Gaussian filter
+    as a banded matrix (band @ noise @ band.T filters rows and columns in two small matrix products, three times
+    faster on the CPU than two convolutions), scaled so that filtered unit noise moves each pixel by one pixel
+    (std; 2/size in grid units), and the identity sampling grid."""
+    radius = math.ceil(2.5 * ELASTIC_SIGMA)
+    taps = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    kernel = torch.exp(-(taps**2) / (2 * ELASTIC_SIGMA**2))
+    kernel = kernel / kernel.sum()
+    band = torch.zeros(size, size + 2 * radius, device=device, dtype=dtype)
+    offsets = torch.arange(size, device=device)[:, None] + torch.arange(2 * radius + 1, device=device)
+    band.scatter_(1, offsets, kernel.expand(size, -1))
+    # Filtered unit noise has the std Σ kernel² (the filter is separable); the square root of the scale goes on
+    # each side of the noise.
+    band *= (2 / size / kernel.pow(2).sum()) ** 0.5
+    identity = F.affine_grid(torch.eye(2, 3, device=device, dtype=dtype)[None], [1, 1, size, size], align_corners=False)
+    return band, identity
+
+
+def warp_grids(
+    count: int,
+    size: int,
+    strength: float,
+    device: torch.device,
+    dtype: torch.dtype,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``count`` random sampling grids (count×size×size×2, for ``grid_sample``): the identity plus a smooth
+    displacement field, white noise through a Gaussian filter of ``ELASTIC_SIGMA`` px, scaled to a standard
+    deviation of ``strength`` px per pixel."""
+    band, identity = elastic_filter(size, device, dtype)
+    noise = torch.randn(count, 2, band.shape[1], band.shape[1], device=device, dtype=dtype, generator=generator)
+    return identity + (band @ noise @ band.T).permute(0, 2, 3, 1) * strength
+
+
+def elastic_warp(inputs: torch.Tensor, strength: float) -> torch.Tensor:
+    """Warp every digit by its own random grid (``warp_grids``), resampled bilinearly: handwriting varies like
+    that, and 900 training pairs do not show enough of it."""
+    size = inputs.shape[-1]
+    flat = inputs.reshape(-1, 1, size, size)
+    grids = warp_grids(len(flat), size, strength, inputs.device, inputs.dtype)
+    return F.grid_sample(flat, grids, align_corners=False).view_as(inputs)
+
+
+@functools.cache
+def tta_views(warps: int) -> torch.Tensor:
+    """The matrix 196 × (V·196) that turns flattened 14×14 digits into their V = 5 + ``warps`` test-time views:
+    the digit, its four 1-pixel shifts (black fills in), and ``warps`` fixed elastic warps of strength
+    ``TTA_WARP_STRENGTH``. Row k is every view of the one-pixel image k: the views are linear in the pixels."""
+    pixels = DIGIT_SIZE * DIGIT_SIZE
+    basis = torch.eye(pixels).view(pixels, DIGIT_SIZE, DIGIT_SIZE)
+    padded = F.pad(basis, (1, 1, 1, 1))
+    views = [padded[:, 1 + dy : 1 + dy + DIGIT_SIZE, 1 + dx : 1 + dx + DIGIT_SIZE] for dy, dx in TTA_SHIFTS]
+    generator = torch.Generator().manual_seed(TTA_WARP_SEED)
+    for _ in range(warps):  # one grid per view, every one-pixel image warped by it
+        grid = warp_grids(1, DIGIT_SIZE, TTA_WARP_STRENGTH, basis.device, basis.dtype, generator)
+        views.append(F.grid_sample(basis[:, None], grid.expand(pixels, -1, -1, -1), align_corners=False)[:, 0])
+    return torch.stack(views, dim=1).flatten(1)
