@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import DIGIT_SIZE, TTA_SHIFTS, tta_views
+from .augment import DIGIT_SIZE, TTA_SHIFTS, take_views, tta_views
 from .errors import DigitcmpError
 from .files import atomic_write
 from .preprocess import MNIST_MEAN, MNIST_STD
@@ -228,7 +228,7 @@ def conv6(members: int, width: int | None = 32) -> nn.Module:
     default_tta=True,
     default_tta_warps=32,
     epochs=60,
-    lr=3e-3,
+    lr=5e-3,
     optimizer="adamw",
     weight_decay=5e-4,
     schedule="onecycle",
@@ -369,7 +369,9 @@ class ComparisonNet(nn.Module):
         else:
             self.head = StructuredHead()
         # Derived from the variant, not learned: rebuilt with the model, never saved in checkpoints.
-        self.register_buffer("view_maps", tta_views(variant.tta_warps), persistent=False)
+        view_index, view_weight = tta_views(variant.tta_warps)
+        self.register_buffer("view_index", view_index, persistent=False)
+        self.register_buffer("view_weight", view_weight, persistent=False)
 
     def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10), one model per member.
@@ -379,8 +381,9 @@ class ComparisonNet(nn.Module):
         its four 1-pixel shifts and the variant's fixed warps. ``tta`` overrides the variant's setting.
         """
         views = self.views(tta)
-        if views > 1:  # E×B×2×14×14 → E×(V·B)×2×14×14, view-major: one matrix product makes every view
-            pairs = (pairs.flatten(-2) @ self.view_maps).unflatten(-1, (views, DIGIT_SIZE, DIGIT_SIZE))
+        if views > 1:  # E×B×2×14×14 → E×(V·B)×2×14×14, view-major: one gather makes every view
+            pairs = take_views(pairs.flatten(-2), self.view_index, self.view_weight)
+            pairs = pairs.unflatten(-1, (views, DIGIT_SIZE, DIGIT_SIZE))
             pairs = pairs.movedim(3, 1).flatten(1, 2)  # E×B×2×V×… → E×V×B×2×…
         ensemble = self.variant.ensemble
         logits, digits = self.single_view(pairs.repeat_interleave(ensemble, dim=0) if ensemble > 1 else pairs)

@@ -11,6 +11,7 @@ from digitcmp.augment import (
     TTA_WARP_STRENGTH,
     elastic_warp,
     random_shift,
+    take_views,
     tta_views,
     warp_grids,
 )
@@ -44,8 +45,8 @@ def test_elastic_warp_displaces_by_the_asked_strength():
 
 
 def apply_views(digits: torch.Tensor, warps: int) -> torch.Tensor:
-    """N×14×14 → N×V×14×14 through the view matrix."""
-    return (digits.flatten(1) @ tta_views(warps)).unflatten(1, (5 + warps, 14, 14))
+    """N×14×14 → N×V×14×14 through the sparse view map."""
+    return take_views(digits.flatten(1), *tta_views(warps)).unflatten(1, (5 + warps, 14, 14))
 
 
 def test_the_first_test_time_views_are_the_digit_and_its_one_pixel_shifts():
@@ -64,8 +65,21 @@ def test_the_fixed_warps_are_smooth_elastic_warps_the_same_for_every_digit_and_e
     assert moved.std().item() == pytest.approx(TTA_WARP_STRENGTH, rel=0.35)
     assert torch.allclose(moved[0], moved[1])  # one field per view, shared by all digits
     assert not torch.allclose(moved[0, 0], moved[0, 1])  # and a different field for each view
-    assert torch.equal(tta_views(16), tta_views.__wrapped__(16))  # seeded: rebuilding gives the same views
-    assert torch.equal(tta_views(16)[:, : 8 * 196], tta_views.__wrapped__(3)[:, : 8 * 196])  # more warps extend
+    for again, fewer in zip(tta_views.__wrapped__(16), tta_views.__wrapped__(3), strict=True):
+        assert torch.equal(again, tta_views(16)[0 if again.dtype == torch.int64 else 1])  # seeded: the same views
+        assert torch.equal(fewer[: 8 * 196], again[: 8 * 196])  # more warps extend the list
+
+
+def test_the_sparse_view_map_is_the_dense_one():
+    # Each view pixel reads at most four source pixels, so four (index, weight) pairs lose nothing: applying the
+    # map to every one-pixel image must rebuild, column by column, the same views grid_sample makes directly.
+    index, weight = tta_views(4)
+    assert index.shape == weight.shape == (9 * 196, 4)
+    assert (weight >= 0).all() and (weight.sum(-1) <= 1 + 1e-6).all()
+    digits = torch.rand(5, 14, 14)
+    grid = warp_grids(1, 14, TTA_WARP_STRENGTH, torch.device("cpu"), torch.float32, torch.Generator().manual_seed(0))
+    direct = F.grid_sample(digits[:, None], grid.expand(5, -1, -1, -1), align_corners=False)[:, 0]
+    assert torch.allclose(apply_views(digits, 4)[:, 5], direct, atol=1e-6)
 
 
 def test_warp_grids_move_pixels_by_the_asked_strength():

@@ -135,7 +135,7 @@ def test_damaged_checkpoints_are_refused(tmp_path, content):
 
 
 def reference_views(pairs: torch.Tensor, variant: Variant) -> list[torch.Tensor]:
-    """The test-time views built one by one, without the view matrix: slices for the shifts, then grid_sample
+    """The test-time views built one by one, without the view map: slices for the shifts, then grid_sample
     with the fixed warps' grids."""
     if not variant.tta:
         return [pairs]
