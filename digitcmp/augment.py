@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .preprocess import INPUT_SIZE
+
 # Smoothness of the elastic warp: standard deviation, in pixels of the 14×14 digits, of the Gaussian filter that
 # turns white noise into a displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse
 # in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
@@ -23,7 +25,6 @@ TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 # same in bundled-protocol trials, 1.0 less (docs/results.md).
 TTA_WARP_STRENGTH = 0.5
 TTA_WARP_SEED = 0  # the generator of the fixed warps: a model's views are the same on every machine
-DIGIT_SIZE = 14
 
 
 def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
@@ -89,13 +90,13 @@ def tta_views(warps: int) -> tuple[torch.Tensor, torch.Tensor]:
     ``warps``: the digit, its four 1-pixel shifts with black filling in, then ``warps`` fixed elastic warps of
     strength ``TTA_WARP_STRENGTH``) is Σ_t weight[j, t]·digit[index[j, t]] over at most 4 source pixels (bilinear
     sampling). Stored densely, the map would be 196 × V·196 floats, 5.7 MB in every exported model at V = 37."""
-    pixels = DIGIT_SIZE * DIGIT_SIZE
-    basis = torch.eye(pixels).view(pixels, DIGIT_SIZE, DIGIT_SIZE)  # one image per source pixel
+    pixels = INPUT_SIZE * INPUT_SIZE
+    basis = torch.eye(pixels).view(pixels, INPUT_SIZE, INPUT_SIZE)  # one image per source pixel
     padded = F.pad(basis, (1, 1, 1, 1))
-    views = [padded[:, 1 + dy : 1 + dy + DIGIT_SIZE, 1 + dx : 1 + dx + DIGIT_SIZE] for dy, dx in TTA_SHIFTS]
+    views = [padded[:, 1 + dy : 1 + dy + INPUT_SIZE, 1 + dx : 1 + dx + INPUT_SIZE] for dy, dx in TTA_SHIFTS]
     generator = torch.Generator().manual_seed(TTA_WARP_SEED)
     for _ in range(warps):  # one grid per view, every one-pixel image warped by it
-        grid = warp_grids(1, DIGIT_SIZE, TTA_WARP_STRENGTH, basis.device, basis.dtype, generator)
+        grid = warp_grids(1, INPUT_SIZE, TTA_WARP_STRENGTH, basis.device, basis.dtype, generator)
         views.append(F.grid_sample(basis[:, None], grid.expand(pixels, -1, -1, -1), align_corners=False)[:, 0])
     dense = torch.stack(views, dim=1).flatten(1)  # source pixel × view pixel
     index = dense.topk(4, dim=0).indices  # a bilinear sample reads at most 4 pixels: nothing is dropped

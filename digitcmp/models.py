@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import DIGIT_SIZE, TTA_SHIFTS, take_views, tta_views
+from .augment import TTA_SHIFTS, take_views, tta_views
 from .errors import DigitcmpError
 from .files import atomic_write
-from .preprocess import MNIST_MEAN, MNIST_STD
+from .preprocess import INPUT_SIZE, MNIST_MEAN, MNIST_STD
 
 HEADS = ("mlp", "structured")
 MAX_TTA_WARPS = 64
@@ -383,7 +383,7 @@ class ComparisonNet(nn.Module):
         views = self.views(tta)
         if views > 1:  # E×B×2×14×14 → E×(V·B)×2×14×14, view-major: one gather makes every view
             pairs = take_views(pairs.flatten(-2), self.view_index, self.view_weight)
-            pairs = pairs.unflatten(-1, (views, DIGIT_SIZE, DIGIT_SIZE))
+            pairs = pairs.unflatten(-1, (views, INPUT_SIZE, INPUT_SIZE))
             pairs = pairs.movedim(3, 1).flatten(1, 2)  # E×B×2×V×… → E×V×B×2×…
         ensemble = self.variant.ensemble
         logits, digits = self.single_view(pairs.repeat_interleave(ensemble, dim=0) if ensemble > 1 else pairs)

@@ -32,7 +32,7 @@ CPU_NETWORKS = 12
 # Pairs per evaluation forward on the CPU, over all networks and test-time views: vgg4 evaluates 2× faster (single
 # view) to 2.5× faster (five views) in forwards this small than in forwards of 1,000 pairs per network, whose
 # activations outgrow the caches (docs/performance.md). CUDA takes far larger forwards, but not unbounded ones:
-# 12 vgg4 networks × 21 views of 1,000 pairs would hold gigabytes of activations at once.
+# 12 vgg4 networks × 37 test-time views of 1,000 pairs would hold tens of gigabytes of activations at once.
 CPU_EVAL_PAIRS = 400
 CUDA_EVAL_PAIRS = 20_000
 SCHEDULES = ("constant", "onecycle")
