@@ -179,9 +179,12 @@ def results_document(config: BenchConfig, outcomes: list[Outcome], environment: 
     }
 
 
-def compare(current: dict, baseline: dict, tolerance: float, time_tolerance: float) -> list[dict]:
+def compare(
+    current: dict, baseline: dict, tolerance: float, time_tolerance: float, time_slack: float = 0.0
+) -> list[dict]:
     """Compare each variant with the baseline's; a row regresses when accuracy drops by more than
-    ``tolerance`` (absolute) or seconds per round grow by more than ``time_tolerance`` (relative)."""
+    ``tolerance`` (absolute) or seconds per round grow by more than ``time_tolerance`` (relative) and by more than
+    ``time_slack`` seconds: a sub-second variant's time is mostly noise, and a ratio of noise proves nothing."""
 
     def key(v: dict) -> tuple:
         return tuple(
@@ -208,7 +211,8 @@ def compare(current: dict, baseline: dict, tolerance: float, time_tolerance: flo
                 baseline_seconds=old["seconds_per_round"],
                 slowdown=slowdown,
                 accuracy_regression=accuracy_drop > tolerance,
-                time_regression=slowdown > time_tolerance,
+                time_regression=slowdown > time_tolerance
+                and variant["seconds_per_round"] - old["seconds_per_round"] > time_slack,
             )
             row["regression"] = row["accuracy_regression"] or row["time_regression"]
         rows.append(row)

@@ -297,10 +297,19 @@ def bench(
         None, "--compare", help="Baseline results.json: exit 1 if a variant regresses.", show_default=False
     ),
     tolerance: float = typer.Option(
-        0.03, "--tolerance", help="Allowed drop in mean test accuracy against --compare (absolute)."
+        0.03, "--tolerance", min=0.0, help="Allowed drop in mean test accuracy against --compare (absolute)."
     ),
     time_tolerance: float = typer.Option(
-        1.0, "--time-tolerance", help="Allowed growth of seconds per round against --compare (1.0 = twice as slow)."
+        1.0,
+        "--time-tolerance",
+        min=0.0,
+        help="Allowed growth of seconds per round against --compare (1.0 = twice as slow).",
+    ),
+    time_slack: float = typer.Option(
+        1.0,
+        "--time-slack",
+        min=0.0,
+        help="Seconds per round a variant may always grow by against --compare (sub-second times are noise).",
     ),
     quiet: bool = QuietOption,
 ) -> None:
@@ -351,8 +360,8 @@ def bench(
         log.print(f"interrupted: results cover the {len(document['variants'])} variants that finished")
         raise typer.Exit(130)
     if baseline is not None:
-        rows = compare(document, baseline, tolerance, time_tolerance)
-        console.print(compare_table(rows, tolerance, time_tolerance))
+        rows = compare(document, baseline, tolerance, time_tolerance, time_slack)
+        console.print(compare_table(rows, tolerance, time_tolerance, time_slack))
         regressions = [r["name"] for r in rows if r["regression"]]
         if regressions:
             typer.echo(f"error: regression against {compare_with}: {', '.join(regressions)}", err=True)

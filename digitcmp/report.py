@@ -176,10 +176,10 @@ def detail_table(document: dict) -> Table:
     return table
 
 
-def compare_table(rows: list[dict], tolerance: float, time_tolerance: float) -> Table:
+def compare_table(rows: list[dict], tolerance: float, time_tolerance: float, time_slack: float) -> Table:
     table = Table(
         title=f"Against the baseline (tolerance: accuracy {100 * tolerance:.1f} points, "
-        f"time +{100 * time_tolerance:.0f}%)",
+        f"time +{100 * time_tolerance:.0f}% and +{time_slack:g} s)",
         title_justify="left",
     )
     for column in ("", "variant", "test acc", "baseline", "Δ", "s/round", "baseline s", "slowdown"):

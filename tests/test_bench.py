@@ -102,6 +102,16 @@ def test_compare_flags_accuracy_and_time_regressions_only_beyond_tolerance():
     assert rows["d"]["status"] == "new" and not rows["d"]["regression"]
 
 
+def test_compare_time_slack_forgives_noise_in_sub_second_variants_only():
+    baseline = {"variants": [record("fast", 0.9, 0.2), record("slow", 0.9, 10.0, arch="deep-fc")]}
+    current = {"variants": [record("fast", 0.9, 1.1), record("slow", 0.9, 25.0, arch="deep-fc")]}
+    strict = {r["name"]: r for r in compare(current, baseline, tolerance=0.03, time_tolerance=1.0)}
+    assert strict["fast"]["time_regression"] and strict["slow"]["time_regression"]  # +450%, +150%
+    slack = {r["name"]: r for r in compare(current, baseline, tolerance=0.03, time_tolerance=1.0, time_slack=1.0)}
+    assert not slack["fast"]["regression"]  # 0.9 s more: within the slack, whatever the ratio
+    assert slack["slow"]["time_regression"]  # 15 s more: beyond both
+
+
 runner = CliRunner()
 SMALL = ("--arch", "shallow-fc,deep-fc", "--rounds", "2", "--epochs", "2", "--pairs", "200")
 
@@ -168,13 +178,14 @@ def test_compare_with_the_same_run_passes(bench_run, tmp_path):
         (("--lr", "fast"), ("--lr", "comma list")),
         (("--arch", "lenet,nope"), ("unknown architecture", "nope")),
         (("--compare", "/nonexistent.json"), ("baseline",)),
+        (("--time-slack", "-1"), ("--time-slack", "0")),
     ],
 )
 def test_bench_user_mistakes_end_in_one_line(args, words):
     result = bench(*args)
     assert result.exit_code == 2 and "Traceback" not in result.output
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("error:") and all(w in last for w in words)
+    assert last.lower().startswith("error:") and all(w in last for w in words)  # typer checks ranges itself
 
 
 def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
