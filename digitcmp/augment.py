@@ -100,7 +100,8 @@ def tta_views(warps: int) -> tuple[torch.Tensor, torch.Tensor]:
         views.append(F.grid_sample(basis[:, None], grid.expand(pixels, -1, -1, -1), align_corners=False)[:, 0])
     dense = torch.stack(views, dim=1).flatten(1)  # source pixel × view pixel
     index = dense.topk(4, dim=0).indices  # a bilinear sample reads at most 4 pixels: nothing is dropped
-    return index.T.contiguous(), dense.gather(0, index).T.contiguous()
+    # int32 indices: half the bytes of int64 in every exported model, and both torch and ONNX Gather take them.
+    return index.T.int().contiguous(), dense.gather(0, index).T.contiguous()
 
 
 def take_views(digits: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
