@@ -80,7 +80,7 @@ def expand(config: BenchConfig) -> list[Job]:
             config.aux_weights,
         ):
             variant = Variant(arch, ws, aux, width).resolved()
-            train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).check()
+            train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).fitted(variant).check()
             jobs.append(Job(variant, train))
     return jobs
 

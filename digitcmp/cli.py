@@ -118,6 +118,13 @@ LabelSmoothingOption = typer.Option(
 ElasticOption = typer.Option(
     None, "--elastic", help=f"Elastic warp of digits, displacement std in px, 0-2 {RECIPE} 0].", show_default=False
 )
+AllPairsOption = typer.Option(
+    None,
+    "--all-pairs/--drawn-pairs",
+    help=f"Comparison loss over every pair of digits in a batch, not only the drawn pairs (structured head and "
+    f"auxiliary loss only) {RECIPE} drawn].",
+    show_default=False,
+)
 DataDir = typer.Option(
     None,
     "--data-dir",
@@ -179,6 +186,7 @@ def train(
     ),
     elastic: float = ElasticOption,
     label_smoothing: float = LabelSmoothingOption,
+    all_pairs: bool = AllPairsOption,
     pairs: int = typer.Option(1000, "--pairs", min=1, help="Training pairs per round (and test pairs by default)."),
     test_pairs: int = typer.Option(None, "--test-pairs", min=1, help="Test pairs per round [default: --pairs]."),
     val_fraction: float = typer.Option(
@@ -216,8 +224,14 @@ def train(
         swap=swap,
         elastic=elastic,
         label_smoothing=label_smoothing,
+        all_pairs=all_pairs,
         val_fraction=val_fraction,
     ).check()
+    if all_pairs and config.fitted(variant) != config:
+        raise DigitcmpError(
+            "--all-pairs needs the structured head and an auxiliary loss; add --head structured and --aux-weight 1, "
+            "or drop --all-pairs"
+        )
     torch_device = resolve_device(device)
     source = load_source(data_dir, download)
     log = stderr_console(quiet or json_output)
@@ -285,6 +299,7 @@ def bench(
     schedule: str = ScheduleOption,
     elastic: float = ElasticOption,
     label_smoothing: float = LabelSmoothingOption,
+    all_pairs: bool = AllPairsOption,
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of training pairs held out for selection."),
     quick: bool = typer.Option(False, "--quick", help="CI smoke run: 2 rounds, 10 epochs, 500 pairs, every variant."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data draws and training."),
@@ -339,6 +354,7 @@ def bench(
             "schedule": schedule,
             "elastic": elastic,
             "label_smoothing": label_smoothing,
+            "all_pairs": all_pairs,
         },
     )
     jobs = expand(config)

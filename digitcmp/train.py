@@ -15,7 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -56,6 +56,7 @@ class TrainConfig:
     elastic: float = 0.0  # augmentation: smooth random warp of each digit, displacement std in pixels (0 = off)
     swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
     label_smoothing: float = 0.0  # share of the auxiliary digit target spread over all ten classes
+    all_pairs: bool = False  # main loss over every ordered pair of a batch's digits (structured head, aux loss)
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, see CPU_NETWORKS)
     curves: bool = True  # evaluate validation and test error after every epoch (single view, for learning curves)
 
@@ -67,6 +68,13 @@ class TrainConfig:
         settings = dict(get_arch(arch).recipe)
         settings.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**settings)
+
+    def fitted(self, variant: Variant) -> TrainConfig:
+        """The config as it applies to ``variant``: the all-pairs loss needs the structured head (which scores any
+        two digits) and the auxiliary loss (whose digit classes give every pair's target), else the drawn pairs
+        are the only ones there are."""
+        applies = variant.resolved().head == "structured" and variant.aux_weight > 0
+        return self if applies or not self.all_pairs else replace(self, all_pairs=False)
 
     def check(self) -> TrainConfig:
         """Fail on values no training can use, naming the flag."""
@@ -249,6 +257,7 @@ def train_members(
     """Train one member per round (pairs stacked E×N on the device), all at once; return the model and each
     member's per-epoch curves (training loss and error averaged over an ensemble's networks)."""
     variant = variant.resolved()
+    config = config.fitted(variant)
     keep_freed_memory()
     fit = add_swapped(train) if config.swap else train
     members, n = fit.targets.shape
@@ -274,7 +283,13 @@ def train_members(
             logits, digits = model.single_view(inputs)
             targets = fit.targets[batch]
             loss = comparison_loss(
-                logits, digits, targets, fit.classes[batch], variant.aux_weight, config.label_smoothing
+                logits,
+                digits,
+                targets,
+                fit.classes[batch],
+                variant.aux_weight,
+                config.label_smoothing,
+                config.all_pairs,
             )
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
@@ -309,7 +324,8 @@ def train_variant(
     on_epoch: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Train and evaluate one variant on every round's data; the seed fixes initialisation and shuffling."""
-    variant, config = variant.resolved(), config.check()
+    variant = variant.resolved()
+    config = config.fitted(variant).check()
     torch.manual_seed(seed)
     together = config.rounds_together or (
         len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)

@@ -93,6 +93,8 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
         (("--elastic", "-0.5"), ("--elastic", "0 to 2 pixels")),
         (("--tta-warps", "100"), ("--tta-warps", "between 0 and 64")),
         (("--no-tta", "--tta-warps", "8"), ("--tta-warps needs", "--tta")),
+        (("--aux-weight", "0", "--all-pairs"), ("--all-pairs needs", "auxiliary loss")),
+        (("--arch", "lenet", "--all-pairs"), ("--all-pairs needs", "structured head")),
         (("--arch", "lenet", "--width", "8"), ("width",)),
         (("--pairs", "3000"), ("distinct digits",)),
         (("--download",), ("--data-dir",)),

@@ -15,6 +15,7 @@ from digitcmp.models import (
     ComparisonNet,
     StructuredHead,
     Variant,
+    all_pairs_logits,
     comparison_loss,
     count_parameters,
     get_arch,
@@ -82,6 +83,23 @@ def test_loss_formula():
     target = F.one_hot(classes[0], 10) * (1 - eps) + eps / 10
     smooth = -(target * log_p).sum(-1).mean(0).sum()
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0, eps), (main + 2 * smooth) / 3)
+
+
+def test_all_pairs_loss_is_the_structured_head_on_every_ordered_pair_of_distinct_digits():
+    digits, classes = torch.randn(2, 3, 2, 10) * 3, torch.randint(0, 10, (2, 3, 2))
+    logits = StructuredHead()(digits)
+    flat, codes = digits.flatten(1, 2), classes.flatten(1)  # 6 digits per member
+    pair_logits = all_pairs_logits(flat)
+    for i, j in [(0, 1), (1, 0), (2, 5), (4, 4)]:
+        both = torch.stack([flat[:, i], flat[:, j]], 1)[:, None]
+        assert torch.allclose(pair_logits[:, i, j], StructuredHead()(both)[:, 0], atol=1e-5)
+    others = [(i, j) for i in range(6) for j in range(6) if i != j]
+    bce = [F.binary_cross_entropy_with_logits(pair_logits[:, i, j], (codes[:, i] <= codes[:, j]).float(),
+                                              reduction="none") for i, j in others]  # fmt: skip
+    main = torch.stack(bce).mean(0)
+    aux = F.cross_entropy(digits.flatten(0, 2), classes.flatten(), reduction="none").view(2, 3, 2).mean(1).sum(-1)
+    loss = comparison_loss(logits, digits, torch.zeros(2, 3), classes, 1.0, all_pairs=True)
+    assert torch.allclose(loss, (main + aux) / 2, atol=1e-6)  # the drawn pairs' targets are among them, unread
 
 
 def test_structured_head_is_the_exact_probability():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 
 import pytest
 import torch
@@ -119,6 +120,22 @@ def test_architecture_recipes_and_overrides():
     assert recipe == ("adamw", "onecycle", 2, True, 60, 0.5)
     tuned = TrainConfig.for_arch("vgg4", epochs=5, lr=None, swap=False, elastic=0.0)
     assert (tuned.epochs, tuned.lr, tuned.swap, tuned.elastic) == (5, vgg.lr, False, 0.0)
+
+
+def test_the_all_pairs_loss_applies_only_where_every_pair_has_a_score_and_a_target():
+    vgg = TrainConfig.for_arch("vgg4", all_pairs=True)
+    assert vgg.fitted(Variant("vgg4", True, 1.0)).all_pairs  # structured head, digit classes: it applies
+    assert not vgg.fitted(Variant("vgg4", True, 0.0)).all_pairs  # no auxiliary loss: no digit classes
+    assert not vgg.fitted(Variant("vgg4", False, 1.0, head="mlp")).all_pairs  # a learned head scores drawn pairs
+    assert vgg.fitted(Variant("vgg4", False, 0.0)) == replace(vgg, all_pairs=False)  # nothing else changes
+
+
+def test_training_with_the_all_pairs_loss_learns_and_records_it(rounds):
+    variant, config = Variant("shallow-fc", True, 1.0, head="structured"), TrainConfig(epochs=8, all_pairs=True)
+    result = train_variant(variant, rounds, config, CPU, seed=0)
+    assert result.config.all_pairs and result.summary()["test_accuracy_mean"] > 0.75
+    plain = train_variant(replace(variant, aux_weight=0.0), rounds, config, CPU, seed=0)
+    assert not plain.config.all_pairs  # recorded as it ran: no digit classes, drawn pairs only
 
 
 def test_onecycle_and_sgd_train_without_error(rounds):
