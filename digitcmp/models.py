@@ -444,7 +444,12 @@ def count_parameters(model: ComparisonNet) -> int:
 
 def all_pairs_logits(digits: torch.Tensor) -> torch.Tensor:
     """Digit logits E×N×10 → the structured head's comparison logit for every ordered pair, E×N×N: entry (i, j)
-    is the logit of P(digit i ≤ digit j) = Σ_a p_i(a)·P(digit j ≥ a), in log space like ``StructuredHead``."""
+    is the logit of P(digit i ≤ digit j) = Σ_a p_i(a)·P(digit j ≥ a), in log space like ``StructuredHead``.
+
+    The same quantity as ``StructuredHead`` (tests/test_models.py checks it pair by pair), summed through the
+    cumulative distribution instead of the 10×10 joint table: over the (2B)² pairs of a training batch that table
+    would be 10× larger and sit in every step's backward pass. The head keeps its table form, which the exported
+    graphs are built from."""
     log_p = F.log_softmax(digits, dim=-1)
     log_ge = log_p.flip(-1).logcumsumexp(-1).flip(-1)  # log P(d ≥ a)
     log_lt = F.pad(log_p.logcumsumexp(-1)[..., :-1], (1, 0), value=-math.inf)  # log P(d < a); P(d < 0) = 0
