@@ -20,7 +20,11 @@ from .models import Variant, get_arch
 from .train import RunResult, TrainConfig, train_variant
 
 SCHEMA_VERSION = 1
-KEY_FIELDS = ("arch", "weight_sharing", "aux_weight", "width", "head", "lr", "batch_size", "weight_decay")
+# What identifies a grid cell in results files, baselines and comparisons: the variant and the grid's axes.
+KEY_FIELDS = (
+    *("arch", "weight_sharing", "aux_weight", "width", "head", "tta", "ensemble", "tta_warps"),
+    *("lr", "batch_size", "weight_decay"),
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,8 @@ class Job:
 
     def key(self) -> dict:
         """The fields that identify this cell in results files and baselines."""
-        c = self.config
-        return {**self.variant.to_dict(), "lr": c.lr, "batch_size": c.batch_size, "weight_decay": c.weight_decay}
+        fields = {**self.variant.to_dict(), **asdict(self.config)}
+        return {name: fields[name] for name in KEY_FIELDS}
 
 
 @dataclass
@@ -187,10 +191,7 @@ def compare(
     ``time_slack`` seconds: a sub-second variant's time is mostly noise, and a ratio of noise proves nothing."""
 
     def key(v: dict) -> tuple:
-        return tuple(
-            v.get(k)
-            for k in ("arch", "weight_sharing", "aux_weight", "width", "head", "lr", "batch_size", "weight_decay")
-        )
+        return tuple(v.get(k) for k in KEY_FIELDS)
 
     base = {key(v): v for v in baseline.get("variants", []) if v.get("status") == "ok"}
     rows = []
@@ -215,5 +216,17 @@ def compare(
                 and variant["seconds_per_round"] - old["seconds_per_round"] > time_slack,
             )
             row["regression"] = row["accuracy_regression"] or row["time_regression"]
+            row["recipe_changes"] = recipe_changes(variant, old)
         rows.append(row)
     return rows
+
+
+def recipe_changes(variant: dict, old: dict) -> list[str]:
+    """Training settings outside the key that differ from the baseline cell's (``epochs 60→30``): a delta may be
+    theirs, not the code's. Results files without ``train_config`` have nothing to compare."""
+    new_config, old_config = variant.get("train_config", {}), old.get("train_config", {})
+    return [
+        f"{name} {old_config[name]}→{new_config[name]}"
+        for name in sorted(new_config.keys() & old_config.keys())
+        if new_config[name] != old_config[name]
+    ]

@@ -199,6 +199,10 @@ def compare_table(rows: list[dict], tolerance: float, time_tolerance: float, tim
             f"{100 * r['slowdown']:+.0f}%",
             style="red" if r["regression"] else None,
         )
+    changed = [f"{r['name']}: {', '.join(r['recipe_changes'])}" for r in rows if r.get("recipe_changes")]
+    if changed:
+        table.caption = "Training settings differ from the baseline's — " + "; ".join(changed)
+        table.caption_justify = "left"
     return table
 
 

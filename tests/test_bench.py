@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from rich.console import Console
 from typer.testing import CliRunner
 
 import digitcmp.bench as bench_module
@@ -14,6 +15,7 @@ from digitcmp.bench import BenchConfig, Job, Outcome, best_outcome, compare, exp
 from digitcmp.cli import app
 from digitcmp.data import load_source
 from digitcmp.models import Variant, load_checkpoint
+from digitcmp.report import compare_table
 from digitcmp.train import RoundResult, RunResult, TrainConfig
 
 TINY = {"rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 1}}
@@ -110,6 +112,23 @@ def test_compare_time_slack_forgives_noise_in_sub_second_variants_only():
     slack = {r["name"]: r for r in compare(current, baseline, tolerance=0.03, time_tolerance=1.0, time_slack=1.0)}
     assert not slack["fast"]["regression"]  # 0.9 s more: within the slack, whatever the ratio
     assert slack["slow"]["time_regression"]  # 15 s more: beyond both
+
+
+def test_compare_names_training_settings_that_differ_from_the_baseline_cell():
+    config = {"epochs": 60, "elastic": 0.5, "all_pairs": False, "curves": True}
+    baseline = {
+        "variants": [{**record("a", 0.99, 50.0), "train_config": config}, record("b", 0.9, 1.0, arch="deep-fc")]
+    }
+    changed = {**config, "epochs": 30, "all_pairs": True}
+    current = {"variants": [{**record("a", 0.98, 25.0), "train_config": changed},
+                            {**record("b", 0.9, 1.0, arch="deep-fc"), "train_config": config}]}  # fmt: skip
+    rows = {r["name"]: r for r in compare(current, baseline, tolerance=0.03, time_tolerance=1.0)}
+    assert rows["a"]["recipe_changes"] == ["all_pairs False→True", "epochs 60→30"]
+    assert rows["b"]["recipe_changes"] == []  # an old baseline without train_config: nothing to compare
+    console = Console(width=200, record=True)
+    console.print(compare_table(list(rows.values()), 0.03, 1.0, 1.0))
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "Training settings differ from the baseline's — a: all_pairs False→True, epochs 60→30" in text
 
 
 runner = CliRunner()
