@@ -5,8 +5,9 @@ means better use of the device; on a few CPU cores there is an optimum, after wh
 (cache pressure). This measures it for one variant, in one run, so the numbers compare with each other: one
 epoch of real training (the architecture's recipe) per configuration, several repeats, medians.
 
-    python benchmarks/chunk_speed.py                          # vgg4, ensemble of 2 (the default of sessions 4-7)
-    python benchmarks/chunk_speed.py --arch lenet --ensemble 1 --rounds 1,5,10,20
+    python benchmarks/chunk_speed.py                          # the default variant (vgg4, one network per round)
+    python benchmarks/chunk_speed.py --arch lenet --rounds 1,5,10,20
+    python benchmarks/chunk_speed.py --ensemble 2 --rounds 1,2,4,6,10  # two networks per round
 """
 
 from __future__ import annotations
@@ -18,23 +19,24 @@ import time
 
 import torch
 
+from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
-from digitcmp.models import Variant
-from digitcmp.train import TrainConfig, stack, train_members
+from digitcmp.train import stack, train_members
+from digitcmp.variant import create_variant
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="vgg4")
-    parser.add_argument("--ensemble", type=int, default=2)
-    parser.add_argument("--rounds", default="1,2,4,6,10", help="rounds per model, a comma list")
+    parser.add_argument("--ensemble", type=int, default=1, help="networks per round")
+    parser.add_argument("--rounds", default="1,2,4,8,12,16", help="rounds per model, a comma list")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     counts = [int(r) for r in args.rounds.split(",")]
     data = draw_rounds(load_source(None), max(counts), 1000, 1000, 0.1, seed=0)
-    variant = Variant(args.arch, True, 1.0, ensemble=args.ensemble).resolved()
+    variant = create_variant(args.arch, True, 1.0, ensemble=args.ensemble)
     config = TrainConfig.for_arch(args.arch, epochs=1, curves=False)
     pairs = len(data[0].train) * (2 if config.swap else 1)
     steps = math.ceil(pairs / config.batch_size)

@@ -3,10 +3,11 @@
 Measures single-pair latency (p50/p95, in-process), throughput (pairs/s) at several batch sizes, and the wall
 time of whole `digitcmp predict a.png b.png` processes (start-up included), then prints a table.
 
-    python benchmarks/predict_speed.py --checkpoint runs/study/best.pt   # torch side from the checkpoint
-    python benchmarks/predict_speed.py                                    # the shipped model; torch rebuilt from it
+    python benchmarks/predict_speed.py                                    # the shipped model, onnxruntime
+    python benchmarks/predict_speed.py --model models/mine.onnx --checkpoint runs/study/best.pt  # and torch eager
 
-The torch side needs the checkpoint the ONNX file was exported from (metadata 'source_checkpoint' by default).
+The torch side needs the checkpoint the ONNX file was exported from; without --checkpoint only onnxruntime and
+the whole process are measured.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from PIL import Image
 
 from digitcmp.data import load_source
 from digitcmp.export import ProbabilityModel
-from digitcmp.models import load_checkpoint
+from digitcmp.model.checkpoint import load_checkpoint
 from digitcmp.predict import load_model
+from digitcmp.preprocess import pool_digits
 
 
 def latencies(run, pairs: np.ndarray, repeats: int) -> list[float]:
@@ -70,41 +72,39 @@ def process_seconds(model: Path, repeats: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="its checkpoint (default: from the metadata)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="its checkpoint, to measure torch eager too")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    session = load_model(args.model)
-    checkpoint = args.checkpoint or Path(session.metadata["source_checkpoint"])
-    net, _ = load_checkpoint(checkpoint)
-    eager = ProbabilityModel(net).eval()
-    pairs = np.stack([load_source(None).test.images[:2048:2], load_source(None).test.images[1:2048:2]], 1)
-    pairs = (pairs.reshape(-1, 2, 14, 2, 14, 2).mean((3, 5)) / 255).astype(np.float32)
+    model = load_model(args.model)
+    digits = load_source(None).test.images
+    pairs = pool_digits(np.concatenate([digits[:2048:2], digits[1:2048:2]])).reshape(2, -1, 14, 14).swapaxes(0, 1)
+    runners = {"onnxruntime": model.run}
+    if args.checkpoint is not None:
+        eager = ProbabilityModel(load_checkpoint(args.checkpoint)[0]).eval()
 
-    def torch_run(batch: np.ndarray) -> None:
-        with torch.inference_mode():
-            eager(torch.from_numpy(batch))
+        def torch_run(batch: np.ndarray) -> None:
+            with torch.inference_mode():
+                eager(torch.from_numpy(batch))
 
-    def onnx_run(batch: np.ndarray) -> None:
-        session.run(batch)
-
-    figures: dict = {"model": str(session.path), "variant": session.metadata["variant_name"], "threads": args.threads}
-    for name, run in (("onnxruntime", onnx_run), ("torch", torch_run)):
+        runners["torch"] = torch_run
+    figures: dict = {"model": str(model.path), "variant": model.metadata["variant_name"], "threads": args.threads}
+    for name, run in runners.items():
         times = sorted(latencies(run, pairs, 500))
         figures[name] = {
             "latency_ms_p50": round(1e3 * times[len(times) // 2], 3),
             "latency_ms_p95": round(1e3 * times[int(len(times) * 0.95)], 3),
             "pairs_per_second": {b: round(throughput(run, pairs, b)) for b in (1, 16, 256, 1024)},
         }
-    process = process_seconds(session.path, 5)
+    process = process_seconds(model.path, 5)
     figures["predict_process_seconds"] = {"median": round(statistics.median(process), 3), "min": round(min(process), 3)}
     if args.json:
         print(json.dumps(figures, indent=2))
         return
     print(f"{figures['variant']} ({figures['model']}), {args.threads} threads")
     print(f"{'':12} {'p50 ms':>8} {'p95 ms':>8} " + " ".join(f"{'batch ' + str(b):>12}" for b in (1, 16, 256, 1024)))
-    for name in ("onnxruntime", "torch"):
+    for name in runners:
         f = figures[name]
         rates = " ".join(f"{f['pairs_per_second'][b]:>10,}/s" for b in (1, 16, 256, 1024))
         print(f"{name:12} {f['latency_ms_p50']:>8} {f['latency_ms_p95']:>8} {rates}")

@@ -14,8 +14,11 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from digitcmp.models import ComparisonNet, Variant, comparison_loss
-from digitcmp.train import TrainConfig, keep_freed_memory, make_optimizer
+from digitcmp.config import TrainConfig
+from digitcmp.model.losses import comparison_loss
+from digitcmp.model.network import ComparisonNet
+from digitcmp.train import keep_freed_memory, make_optimizer
+from digitcmp.variant import create_variant
 
 
 def main() -> None:
@@ -28,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as train_members does
-    variant = Variant(args.arch, True, 1.0).resolved()
+    variant = create_variant(args.arch, True, 1.0)
     config = TrainConfig.for_arch(args.arch)
     model = ComparisonNet(variant, args.members).train()
     optimizer, _ = make_optimizer(model, config, args.steps + 5)

@@ -8,16 +8,20 @@ accuracy only; the reported figure is always the last epoch's test accuracy.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from .archs import get_arch
+from .config import TrainConfig
 from .data import DigitSource, draw_rounds
 from .errors import DigitcmpError
-from .models import Variant, get_arch
-from .train import RunResult, TrainConfig, train_variant
+from .report import write_bench_files
+from .train import RunResult, environment, train_variant
+from .variant import Variant, create_variant
 
 SCHEMA_VERSION = 1
 # What identifies a grid cell in results files, baselines and comparisons: the variant and the grid's axes.
@@ -43,6 +47,7 @@ class BenchConfig:
     test_pairs: int = 1000
     val_fraction: float = 0.1  # shared: every variant sees the same validation pairs
     seed: int = 0
+    variant_options: dict = field(default_factory=dict)  # create_variant options for every cell (head, tta, ...)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields set for every architecture (e.g. epochs)
 
 
@@ -83,7 +88,7 @@ def expand(config: BenchConfig) -> list[Job]:
             config.weight_sharing,
             config.aux_weights,
         ):
-            variant = Variant(arch, ws, aux, width).resolved()
+            variant = create_variant(arch, ws, aux, width, **config.variant_options)
             train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).fitted(variant).check()
             jobs.append(Job(variant, train))
     return jobs
@@ -94,7 +99,6 @@ def run_bench(
     source: DigitSource,
     device: torch.device,
     on_epoch: Callable[[int], None] | None = None,
-    on_start: Callable[[Job], None] | None = None,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Train every job on the same rounds; a failing job is recorded and the rest go on.
@@ -105,8 +109,6 @@ def run_bench(
     data = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
     outcomes: list[Outcome] = []
     for job in jobs:
-        if on_start is not None:
-            on_start(job)
         try:
             outcome = Outcome(job, train_variant(job.variant, data, job.config, device, config.seed, on_epoch))
         except KeyboardInterrupt:
@@ -230,3 +232,38 @@ def recipe_changes(variant: dict, old: dict) -> list[str]:
         for name in sorted(new_config.keys() & old_config.keys())
         if new_config[name] != old_config[name]
     ]
+
+
+@dataclass
+class Study:
+    """A finished (or interrupted) bench: its results document, and whether every cell ran."""
+
+    document: dict
+    interrupted: bool
+
+
+def run_study(
+    config: BenchConfig,
+    source: DigitSource,
+    device: torch.device,
+    folder: Path,
+    on_epoch: Callable[[int], None] | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> Study:
+    """Run the grid and write every results file (and ``best.pt``) for the cells that finished."""
+    outcomes = run_bench(config, source, device, on_epoch, on_done)
+    document = results_document(config, outcomes, environment(str(device)), source.describe())
+    save_best(outcomes, document, folder / "best.pt", seed=config.seed)
+    write_bench_files(folder, document)
+    return Study(document, len(outcomes) < len(expand(config)))
+
+
+def read_baseline(path: Path) -> dict:
+    """Load a baseline results.json, refusing files that are not one."""
+    try:
+        baseline = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DigitcmpError(f"cannot read baseline {path} ({type(exc).__name__}); pass a bench results.json") from None
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("variants"), list):
+        raise DigitcmpError(f"{path} is not a digitcmp bench results.json (no 'variants' list)")
+    return baseline

@@ -1,34 +1,74 @@
-"""The ``digitcmp`` command line: thin wrappers that parse flags, call the library and print its results."""
+"""The ``digitcmp`` command line: thin commands that parse flags, call the library and print its results.
+
+Only torch-free modules are imported here at the top, so ``predict`` and ``list`` start fast and work in a
+predict-only install; ``train``, ``bench`` and ``export`` import the training code after checking it can run.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer.core import TyperGroup
 
 from . import __version__
+from .archs import ARCHS
+from .config import DATA_ENV, Optimizer, Schedule
 from .errors import DigitcmpError
+from .variant import HEADS, create_variant
 
-EPILOG_TRAIN = (
-    "Examples:  digitcmp train --rounds 10   ·   digitcmp train --arch conv6 --width 16 --no-weight-sharing "
-    "--aux-weight 0   ·   digitcmp train --data-dir ../shared/mnist --json > run.json"
-)
+ADVANCED = "Advanced"
+GATE = "Regression gate"
+TRAINING_MODULES = ("torch", "onnx", "matplotlib")  # what the train extra adds and train/bench/export import
+INSTALL_TRAIN = "pip install 'digitcmp[train]'"
+
+Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)  # type: ignore[misc]
+Head = Enum("Head", {name: name for name in HEADS}, type=str)  # type: ignore[misc]
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# Click's base exception (vendored inside Typer by recent releases), reached through a public subclass.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class PlainErrors(TyperGroup):
+    """Usage errors as click prints them, ending in one 'Error: ...' line rather than a framed panel, while help
+    keeps Typer's rich panels."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="digitcmp",
+    cls=PlainErrors,
     help="Is the first MNIST digit ≤ the second? Train, benchmark, export and run digit-comparison networks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain usage errors: they end in one 'Error: ...' line
+    rich_markup_mode="rich",
 )
 
 
@@ -53,20 +93,41 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def require_training(command: str) -> None:
+    """Fail with the install command when the training extra (torch, onnx, matplotlib) is missing."""
+    missing = [name for name in TRAINING_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DigitcmpError(
+            f"'digitcmp {command}' needs {', '.join(missing)}, which come with the training extra: {INSTALL_TRAIN}"
+        )
+
+
+def prepare_out(folder: Path) -> Path:
+    """Create the results folder and check it is writable, before any training spends time on it."""
+    if folder.exists() and not folder.is_dir():
+        raise DigitcmpError(f"--out {folder} is a file; name a folder for the results")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise DigitcmpError(f"--out {folder} is not writable; choose another folder")
+    return folder
+
+
 @contextmanager
 def progress_bar(total: int, description: str, quiet: bool) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr (hidden with --quiet or when stdout is not a terminal); yields advance(n)."""
+    from rich import progress as bar
+
     from .report import stderr_console
 
     disable = quiet or not sys.stdout.isatty()
     columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        bar.TextColumn("{task.description}"),
+        bar.BarColumn(),
+        bar.MofNCompleteColumn(),
+        bar.TimeElapsedColumn(),
+        bar.TimeRemainingColumn(),
     )
-    with Progress(*columns, console=stderr_console(), disable=disable, transient=False) as progress:
+    with bar.Progress(*columns, console=stderr_console(), disable=disable, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
 
@@ -86,184 +147,8 @@ def main(
     """Is the first MNIST digit ≤ the second? Train, benchmark, export and run digit-comparison networks."""
 
 
-RECIPE = "[default: the architecture's recipe, else"
-DEFAULT = "[default: the default variant's, docs/results.md"
-
-
-def default_variant(
-    arch: str | None, weight_sharing: bool | None, aux_weight: float | None, width, head, tta, ensemble, tta_warps
-):
-    """The variant the flags name; flags left unset take the project's default variant's values."""
-    from .models import DEFAULT_VARIANT, Variant
-
-    return Variant(
-        arch or DEFAULT_VARIANT.arch,
-        DEFAULT_VARIANT.weight_sharing if weight_sharing is None else weight_sharing,
-        DEFAULT_VARIANT.aux_weight if aux_weight is None else aux_weight,
-        width,
-        head,
-        tta,
-        ensemble,
-        tta_warps,
-    ).resolved()
-
-
-DeviceOption = typer.Option("auto", "--device", help="auto, cpu or cuda.")
-QuietOption = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr.")
-OptimizerOption = typer.Option(None, "--optimizer", help=f"adam, adamw or sgd {RECIPE} adam].", show_default=False)
-ScheduleOption = typer.Option(None, "--schedule", help=f"constant or onecycle {RECIPE} constant].", show_default=False)
-LabelSmoothingOption = typer.Option(
-    None, "--label-smoothing", help=f"Smoothing of the digit targets, 0-1 {RECIPE} 0].", show_default=False
-)
-ElasticOption = typer.Option(
-    None, "--elastic", help=f"Elastic warp of digits, displacement std in px, 0-2 {RECIPE} 0].", show_default=False
-)
-AllPairsOption = typer.Option(
-    None,
-    "--all-pairs/--drawn-pairs",
-    help=f"Comparison loss over every pair of digits in a batch, not only the drawn pairs (structured head and "
-    f"auxiliary loss only) {RECIPE} drawn].",
-    show_default=False,
-)
-DataDir = typer.Option(
-    None,
-    "--data-dir",
-    envvar="DIGITCMP_DATA",
-    help="Folder with MNIST IDX files (.gz or raw, flat or MNIST/raw). Test files only: training digits come from "
-    "the bundled sample. Unset: the bundled sample alone.",
-    show_default=False,
-)
-
-
-@app.command(epilog=EPILOG_TRAIN)
-@friendly
-def train(
-    arch: str = typer.Option(None, "--arch", help=f"Architecture (docs/models.md) {DEFAULT}].", show_default=False),
-    weight_sharing: bool = typer.Option(
-        None, "--weight-sharing/--no-weight-sharing", help=f"One tower for both digits {DEFAULT}].", show_default=False
-    ),
-    aux_weight: float = typer.Option(
-        None, "--aux-weight", help=f"Weight of the auxiliary digit loss, 0 = off {DEFAULT}].", show_default=False
-    ),
-    width: int = typer.Option(None, "--width", help="Channels of conv6 (8-64) or vgg4.", show_default=False),
-    head: str = typer.Option(None, "--head", help=f"mlp or structured {RECIPE} mlp].", show_default=False),
-    tta: bool = typer.Option(
-        None,
-        "--tta/--no-tta",
-        help=f"Average predictions over 1-pixel shifts and fixed warps {RECIPE} off].",
-        show_default=False,
-    ),
-    tta_warps: int = typer.Option(
-        None,
-        "--tta-warps",
-        help="Fixed elastic warps among the test-time views, 0-64 [default: the architecture's, vgg4 32, else 0].",
-        show_default=False,
-    ),
-    ensemble: int = typer.Option(
-        None,
-        "--ensemble",
-        help="Networks per model, trained independently, probabilities averaged [default: 1].",
-        show_default=False,
-    ),
-    rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds, each a fresh data draw and initialisation."),
-    epochs: int = typer.Option(
-        None, "--epochs", min=1, help=f"Passes over the pairs {RECIPE} 25].", show_default=False
-    ),
-    batch_size: int = typer.Option(
-        None, "--batch-size", min=1, help=f"Pairs per step {RECIPE} 100].", show_default=False
-    ),
-    lr: float = typer.Option(
-        None, "--lr", help=f"Learning rate (peak of onecycle) {RECIPE} 1e-3].", show_default=False
-    ),
-    optimizer: str = OptimizerOption,
-    weight_decay: float = typer.Option(None, "--weight-decay", help=f"Weight decay {RECIPE} 0].", show_default=False),
-    schedule: str = ScheduleOption,
-    shift: int = typer.Option(
-        None, "--shift", help=f"Shift digits by up to N px, 0-4 {RECIPE} 0].", show_default=False
-    ),
-    swap: bool = typer.Option(
-        None, "--swap/--no-swap", help=f"Add each pair swapped {RECIPE} off].", show_default=False
-    ),
-    elastic: float = ElasticOption,
-    label_smoothing: float = LabelSmoothingOption,
-    all_pairs: bool = AllPairsOption,
-    pairs: int = typer.Option(1000, "--pairs", min=1, help="Training pairs per round (and test pairs by default)."),
-    test_pairs: int = typer.Option(None, "--test-pairs", min=1, help="Test pairs per round [default: --pairs]."),
-    val_fraction: float = typer.Option(
-        None,
-        "--val-fraction",
-        help=f"Share of training pairs held out for selection {RECIPE} 0.1].",
-        show_default=False,
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the data draws, initialisation and shuffling."),
-    device: str = DeviceOption,
-    data_dir: Path = DataDir,
-    download: bool = typer.Option(False, "--download", help="Download MNIST into --data-dir first (needs network)."),
-    out: Path = typer.Option(
-        None, "--out", help="Run folder [default: runs/<timestamp>-<variant>/].", show_default=False
-    ),
-    json_output: bool = typer.Option(False, "--json", help="Print only JSON on stdout."),
-    quiet: bool = QuietOption,
-) -> None:
-    """Train one variant for R rounds and report test accuracy per round and mean ± std."""
-    from .data import draw_rounds, load_source
-    from .files import write_json
-    from .report import environment, rounds_table, stderr_console, stdout_console
-    from .train import TrainConfig, resolve_device, train_variant
-
-    variant = default_variant(arch, weight_sharing, aux_weight, width, head, tta, ensemble, tta_warps)
-    config = TrainConfig.for_arch(
-        variant.arch,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        shift=shift,
-        swap=swap,
-        elastic=elastic,
-        label_smoothing=label_smoothing,
-        all_pairs=all_pairs,
-        val_fraction=val_fraction,
-    ).check()
-    if all_pairs and config.fitted(variant) != config:
-        raise DigitcmpError(
-            "--all-pairs needs the structured head and an auxiliary loss; add --head structured and --aux-weight 1, "
-            "or drop --all-pairs"
-        )
-    torch_device = resolve_device(device)
-    source = load_source(data_dir, download)
-    log = stderr_console(quiet or json_output)
-    log.print(f"[dim]{source.describe()}[/dim]")
-    data = draw_rounds(source, rounds, pairs, test_pairs or pairs, config.val_fraction, seed)
-    with progress_bar(rounds * config.epochs, f"training {variant.name}", quiet or json_output) as advance:
-        result = train_variant(variant, data, config, torch_device, seed, on_epoch=advance)
-    folder = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{variant.name}"
-    context = {"seed": seed, "data": source.describe(), "environment": environment(str(torch_device))}
-    checkpoint = result.save_best(folder / "checkpoint.pt", **context)
-    record = {**result.to_dict(), **context, "checkpoint": str(checkpoint)}
-    write_json(folder / "results.json", record)
-    if json_output:
-        typer.echo(json.dumps(record, indent=2))
-        return
-    stdout_console().print(rounds_table(result))
-    log.print(f"checkpoint (round {result.best_round}, best validation accuracy): {checkpoint}")
-
-
-def not_yet(name: str) -> None:
-    raise DigitcmpError(f"'digitcmp {name}' is not available in this version yet", exit_code=1)
-
-
-EPILOG_BENCH = (
-    "Examples:  digitcmp bench --quick   ·   digitcmp bench --data-dir ../shared/mnist --out runs/study   ·   "
-    "digitcmp bench --arch conv6 --width 8,16,32,64 --lr 1e-3,3e-3   ·   "
-    "digitcmp bench --quick --compare benchmarks/baseline.json"
-)
-
-
 def parse_list(text: str | None, kind: type, flag: str) -> tuple:
-    """Parse a comma list such as '1e-3,3e-3' for a grid axis."""
+    """Parse a comma list such as '1e-3,3e-3' for a grid axis (None: the axis takes its default)."""
     if text is None:
         return ()
     try:
@@ -275,83 +160,298 @@ def parse_list(text: str | None, kind: type, flag: str) -> tuple:
     return values
 
 
-@app.command(epilog=EPILOG_BENCH)
+def value(choice: Enum | None) -> str | None:
+    """An enum choice's plain value for the library (None stays None)."""
+    return None if choice is None else choice.value
+
+
+RECIPE = "architecture's recipe"
+
+# Options that mean the same in train and bench: one definition, the same name, type and help.
+DataDirOption = typer.Option(
+    None,
+    "--data-dir",
+    envvar=DATA_ENV,
+    help="Folder with MNIST IDX files (.gz or raw, flat or MNIST/raw). With the test files only, training digits "
+    "come from the bundled sample.",
+    show_default="the bundled sample alone",
+)
+DownloadOption = typer.Option(
+    False, "--download", help="Download MNIST into --data-dir first (needs network).", rich_help_panel=ADVANCED
+)
+DeviceOption = typer.Option(Device.auto, "--device", help="Where torch trains.")
+SeedOption = typer.Option(0, "--seed", help="Seed of the data draws, initialisation and shuffling.")
+EpochsOption = typer.Option(None, "--epochs", min=1, help="Passes over the training pairs.", show_default=RECIPE)
+JsonOption = typer.Option(False, "--json", help="Print only JSON on stdout.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress or notes on stderr.")
+HeadOption = typer.Option(
+    None, "--head", help="Comparison head: learned (mlp) or exact (structured).", show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+TtaOption = typer.Option(
+    None,
+    "--tta/--no-tta",
+    help="Average predictions over 1-pixel shifts and fixed warps.",
+    show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)
+TtaWarpsOption = typer.Option(
+    None, "--tta-warps", min=0, max=64, help="Fixed elastic warps among the test-time views.", show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+EnsembleOption = typer.Option(
+    None, "--ensemble", min=1, max=16, help="Networks per model, trained independently, probabilities averaged.",
+    show_default="1", rich_help_panel=ADVANCED,
+)  # fmt: skip
+OptimizerOption = typer.Option(None, "--optimizer", help="Optimiser.", show_default=RECIPE, rich_help_panel=ADVANCED)
+ScheduleOption = typer.Option(
+    None, "--schedule", help="Learning-rate schedule.", show_default=RECIPE, rich_help_panel=ADVANCED
+)
+ShiftOption = typer.Option(
+    None, "--shift", min=0, max=4, help="Shift training digits by up to N px.", show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+SwapOption = typer.Option(
+    None, "--swap/--no-swap", help="Add each training pair swapped.", show_default=RECIPE, rich_help_panel=ADVANCED
+)
+ElasticOption = typer.Option(
+    None, "--elastic", min=0.0, max=2.0, help="Elastic warp of training digits, displacement std in px.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
+LabelSmoothingOption = typer.Option(
+    None, "--label-smoothing", min=0.0, max=0.99, help="Smoothing of the auxiliary digit targets.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
+AllPairsOption = typer.Option(
+    None,
+    "--all-pairs/--drawn-pairs",
+    help="Comparison loss over every pair of digits in a batch (structured head and auxiliary loss only).",
+    show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)
+PairsOption = typer.Option(1000, "--pairs", min=1, help="Training pairs per round.", rich_help_panel=ADVANCED)
+TestPairsOption = typer.Option(
+    None, "--test-pairs", min=1, help="Test pairs per round.", show_default="--pairs", rich_help_panel=ADVANCED
+)
+ValFractionOption = typer.Option(
+    None, "--val-fraction", min=0.0, max=0.9, help="Share of training pairs held out for model selection.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
+
+
+EPILOG_TRAIN = (
+    "Examples:  digitcmp train --rounds 10   ·   digitcmp train --arch conv6 --no-weight-sharing --aux-weight 0   ·   "
+    "digitcmp train --data-dir ~/data/mnist --json > run.json"
+)
+
+
+@app.command(epilog=EPILOG_TRAIN)
 @friendly
-def bench(
-    arch: list[str] = typer.Option(
-        None, "--arch", help="Architectures (repeat or comma list; default: all registered).", show_default=False
+def train(
+    arch: Arch = typer.Option(None, "--arch", help="Architecture (digitcmp list).", show_default="vgg4"),
+    weight_sharing: bool = typer.Option(
+        None, "--weight-sharing/--no-weight-sharing", help="One tower for both digits.", show_default="on"
     ),
-    rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds [default: 10; --quick: 2].", show_default=False),
-    epochs: int = typer.Option(None, "--epochs", min=1, help=f"Epochs {RECIPE} 25; --quick: 10].", show_default=False),
-    pairs: int = typer.Option(
-        None, "--pairs", min=1, help="Pairs per split [default: 1000; --quick: 500].", show_default=False
+    aux_weight: float = typer.Option(
+        None, "--aux-weight", min=0.0, help="Weight of the auxiliary digit loss, 0 = off.", show_default="1"
     ),
-    lr: str = typer.Option(None, "--lr", help=f"Learning rates, a comma list {RECIPE} 1e-3].", show_default=False),
-    batch_size: str = typer.Option(
-        None, "--batch-size", help=f"Batch sizes, a comma list {RECIPE} 100].", show_default=False
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Rounds, each a fresh data draw and initialisation."),
+    epochs: int = EpochsOption,
+    seed: int = SeedOption,
+    device: Device = DeviceOption,
+    data_dir: Path = DataDirOption,
+    out: Path = typer.Option(None, "--out", help="Run folder.", show_default="runs/<timestamp>-<variant>"),
+    json_output: bool = JsonOption,
+    quiet: bool = QuietOption,
+    width: int = typer.Option(
+        None, "--width", min=1, help="Channels of conv6 or vgg4.", show_default=RECIPE, rich_help_panel=ADVANCED
     ),
-    aux_weight: str = typer.Option("0,1", "--aux-weight", help="Auxiliary-loss weights, a comma list (0 = off)."),
-    weight_decay: str = typer.Option(
-        None, "--weight-decay", help=f"Weight decays, a comma list {RECIPE} 0].", show_default=False
+    head: Head = HeadOption,
+    tta: bool = TtaOption,
+    tta_warps: int = TtaWarpsOption,
+    ensemble: int = EnsembleOption,
+    batch_size: int = typer.Option(
+        None, "--batch-size", min=1, help="Pairs per step.", show_default=RECIPE, rich_help_panel=ADVANCED
     ),
-    width: str = typer.Option(None, "--width", help="Widths of conv6/vgg4, a comma list.", show_default=False),
-    optimizer: str = OptimizerOption,
-    schedule: str = ScheduleOption,
+    lr: float = typer.Option(
+        None, "--lr", min=0.0, help="Learning rate (peak of onecycle).", show_default=RECIPE, rich_help_panel=ADVANCED
+    ),
+    optimizer: Optimizer = OptimizerOption,
+    weight_decay: float = typer.Option(
+        None, "--weight-decay", min=0.0, help="Weight decay.", show_default=RECIPE, rich_help_panel=ADVANCED
+    ),
+    schedule: Schedule = ScheduleOption,
+    shift: int = ShiftOption,
+    swap: bool = SwapOption,
     elastic: float = ElasticOption,
     label_smoothing: float = LabelSmoothingOption,
     all_pairs: bool = AllPairsOption,
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of training pairs held out for selection."),
-    quick: bool = typer.Option(False, "--quick", help="CI smoke run: 2 rounds, 10 epochs, 500 pairs, every variant."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the data draws and training."),
-    device: str = DeviceOption,
-    data_dir: Path = DataDir,
-    out: Path = typer.Option(
-        None, "--out", help="Results folder (default: runs/bench-<timestamp>/).", show_default=False
+    pairs: int = PairsOption,
+    test_pairs: int = TestPairsOption,
+    val_fraction: float = ValFractionOption,
+    download: bool = DownloadOption,
+) -> None:
+    """Train one variant for R rounds and report test accuracy per round and mean ± std."""
+    require_training("train")
+    from .config import TrainConfig
+    from .data import load_source
+    from .report import rounds_table, stderr_console, stdout_console
+    from .train import resolve_device, train_and_save
+
+    variant = create_variant(value(arch), weight_sharing, aux_weight, width, value(head), tta, ensemble, tta_warps)
+    config = TrainConfig.for_arch(
+        variant.arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=value(optimizer),
+        weight_decay=weight_decay,
+        schedule=value(schedule),
+        shift=shift,
+        swap=swap,
+        elastic=elastic,
+        label_smoothing=label_smoothing,
+        all_pairs=all_pairs,
+        val_fraction=val_fraction,
+    )
+    if all_pairs and config.fitted(variant) != config:
+        raise DigitcmpError(
+            "--all-pairs needs the structured head and an auxiliary loss; add --head structured and --aux-weight 1, "
+            "or drop --all-pairs"
+        )
+    torch_device = resolve_device(device.value)
+    folder = prepare_out(out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{variant.name}")
+    source = load_source(data_dir, download)
+    log = stderr_console(quiet or json_output)
+    log.print(f"[dim]{source.describe()}[/dim]")
+    with progress_bar(rounds * config.epochs, f"training {variant.name}", quiet or json_output) as advance:
+        run = train_and_save(
+            variant, config, source, rounds, pairs, test_pairs or pairs, seed, torch_device, folder, advance
+        )
+    if json_output:
+        typer.echo(json.dumps(run.record, indent=2))
+        return
+    stdout_console().print(rounds_table(run.result))
+    log.print(f"checkpoint (round {run.result.best_round}, best validation accuracy): {run.checkpoint}")
+    log.print(f"next: digitcmp export {run.checkpoint}")
+
+
+EPILOG_BENCH = (
+    "Examples:  digitcmp bench --quick   ·   digitcmp bench --data-dir ~/data/mnist --out runs/study   ·   "
+    "digitcmp bench --arch conv6 --width 8,16,32,64 --lr 1e-3,3e-3   ·   "
+    "digitcmp bench --quick --compare benchmarks/baseline.json"
+)
+
+
+@app.command(epilog=EPILOG_BENCH)
+@friendly
+def bench(
+    arch: str = typer.Option(
+        None, "--arch", help="Architectures, a comma list (digitcmp list).", show_default="all registered"
     ),
+    aux_weight: str = typer.Option("0,1", "--aux-weight", help="Auxiliary-loss weights, a comma list (0 = off)."),
+    rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds per variant.", show_default="10; --quick: 2"),
+    epochs: int = EpochsOption,
+    quick: bool = typer.Option(False, "--quick", help="CI smoke run: 2 rounds, 10 epochs, 500 pairs, every variant."),
+    seed: int = SeedOption,
+    device: Device = DeviceOption,
+    data_dir: Path = DataDirOption,
+    out: Path = typer.Option(None, "--out", help="Results folder.", show_default="runs/bench-<timestamp>"),
+    json_output: bool = JsonOption,
+    quiet: bool = QuietOption,
     compare_with: Path = typer.Option(
-        None, "--compare", help="Baseline results.json: exit 1 if a variant regresses.", show_default=False
+        None, "--compare", help="Baseline results.json: exit 1 if a variant regresses.", rich_help_panel=GATE
     ),
     tolerance: float = typer.Option(
-        0.03, "--tolerance", min=0.0, help="Allowed drop in mean test accuracy against --compare (absolute)."
+        0.03,
+        "--tolerance",
+        min=0.0,
+        help="Allowed drop in mean test accuracy against --compare (absolute).",
+        rich_help_panel=GATE,
     ),
     time_tolerance: float = typer.Option(
         1.0,
         "--time-tolerance",
         min=0.0,
         help="Allowed growth of seconds per round against --compare (1.0 = twice as slow).",
+        rich_help_panel=GATE,
     ),
     time_slack: float = typer.Option(
         1.0,
         "--time-slack",
         min=0.0,
         help="Seconds per round a variant may always grow by against --compare (sub-second times are noise).",
+        rich_help_panel=GATE,
     ),
-    quiet: bool = QuietOption,
+    width: str = typer.Option(
+        None, "--width", help="Channels of conv6/vgg4, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+    ),
+    head: Head = HeadOption,
+    tta: bool = TtaOption,
+    tta_warps: int = TtaWarpsOption,
+    ensemble: int = EnsembleOption,
+    batch_size: str = typer.Option(
+        None, "--batch-size", help="Pairs per step, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+    ),
+    lr: str = typer.Option(
+        None, "--lr", help="Learning rates, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+    ),
+    optimizer: Optimizer = OptimizerOption,
+    weight_decay: str = typer.Option(
+        None, "--weight-decay", help="Weight decays, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+    ),
+    schedule: Schedule = ScheduleOption,
+    shift: int = ShiftOption,
+    swap: bool = SwapOption,
+    elastic: float = ElasticOption,
+    label_smoothing: float = LabelSmoothingOption,
+    all_pairs: bool = AllPairsOption,
+    pairs: int = typer.Option(
+        None,
+        "--pairs",
+        min=1,
+        help="Training pairs per round.",
+        show_default="1000; --quick: 500",
+        rich_help_panel=ADVANCED,
+    ),
+    test_pairs: int = TestPairsOption,
+    val_fraction: float = typer.Option(
+        0.1,
+        "--val-fraction",
+        min=0.0,
+        max=0.9,
+        help="Share of training pairs held out for model selection.",
+        rich_help_panel=ADVANCED,
+    ),
+    download: bool = DownloadOption,
 ) -> None:
     """Run every variant (architecture × weight sharing × auxiliary loss) over the same rounds and compare them."""
-    from .bench import BenchConfig, compare, expand
+    require_training("bench")
+    from .bench import BenchConfig, compare, expand, read_baseline, run_study
     from .data import load_source
-    from .models import ARCHS
-    from .report import compare_table, detail_table, stderr_console, stdout_console
+    from .report import compare_table, detail_table, outcome_line, stderr_console, stdout_console, summary_table
     from .train import resolve_device
 
-    names = tuple(n.strip() for a in (arch or list(ARCHS)) for n in a.split(",") if n.strip())
+    pairs = pairs or (500 if quick else 1000)
     config = BenchConfig(
-        archs=names,
+        archs=parse_list(arch, str, "--arch") or tuple(ARCHS),
         aux_weights=parse_list(aux_weight, float, "--aux-weight"),
         widths=parse_list(width, int, "--width"),
         lrs=parse_list(lr, float, "--lr"),
         batch_sizes=parse_list(batch_size, int, "--batch-size"),
         weight_decays=parse_list(weight_decay, float, "--weight-decay"),
         rounds=rounds or (2 if quick else 10),
-        pairs=pairs or (500 if quick else 1000),
-        test_pairs=pairs or (500 if quick else 1000),
+        pairs=pairs,
+        test_pairs=test_pairs or pairs,
         val_fraction=val_fraction,
         seed=seed,
+        variant_options={"head": value(head), "tta": tta, "tta_warps": tta_warps, "ensemble": ensemble},
         overrides={
             "epochs": epochs or (10 if quick else None),
-            "optimizer": optimizer,
-            "schedule": schedule,
+            "optimizer": value(optimizer),
+            "schedule": value(schedule),
+            "shift": shift,
+            "swap": swap,
             "elastic": elastic,
             "label_smoothing": label_smoothing,
             "all_pairs": all_pairs,
@@ -359,25 +459,29 @@ def bench(
     )
     jobs = expand(config)
     baseline = read_baseline(compare_with) if compare_with else None
-    torch_device = resolve_device(device)
-    source = load_source(data_dir)
-    log = stderr_console(quiet)
+    torch_device = resolve_device(device.value)
+    folder = prepare_out(out or Path("runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}")
+    source = load_source(data_dir, download)
+    log = stderr_console(quiet or json_output)
     log.print(f"[dim]{source.describe()}; {len(jobs)} variants × {config.rounds} rounds[/dim]")
-    folder = out or Path("runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
-    with progress_bar(sum(job.config.epochs for job in jobs) * config.rounds, "bench", quiet) as advance:
-        document, interrupted = run_and_save(config, source, torch_device, folder, advance, log)
-    console = stdout_console()
-    from .report import summary_table
-
-    console.print(summary_table(document))
-    console.print(detail_table(document))
+    total = sum(job.config.epochs for job in jobs) * config.rounds
+    with progress_bar(total, "bench", quiet or json_output) as advance:
+        study = run_study(config, source, torch_device, folder, advance, lambda o: log.print(outcome_line(o)))
+    document = study.document
+    if json_output:
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        console = stdout_console()
+        console.print(summary_table(document))
+        console.print(detail_table(document))
     log.print(f"results in {folder}/ (results.json, results.csv, summary.md, curves.png, accuracy.png, best.pt)")
-    if interrupted:
+    if study.interrupted:
         log.print(f"interrupted: results cover the {len(document['variants'])} variants that finished")
         raise typer.Exit(130)
     if baseline is not None:
         rows = compare(document, baseline, tolerance, time_tolerance, time_slack)
-        console.print(compare_table(rows, tolerance, time_tolerance, time_slack))
+        if not json_output:
+            stdout_console().print(compare_table(rows, tolerance, time_tolerance, time_slack))
         regressions = [r["name"] for r in rows if r["regression"]]
         if regressions:
             typer.echo(f"error: regression against {compare_with}: {', '.join(regressions)}", err=True)
@@ -386,61 +490,32 @@ def bench(
         raise typer.Exit(1)
 
 
-def read_baseline(path: Path) -> dict:
-    """Load a baseline results.json, refusing files that are not one."""
-    try:
-        baseline = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DigitcmpError(f"cannot read baseline {path} ({type(exc).__name__}); pass a bench results.json") from None
-    if not isinstance(baseline, dict) or not isinstance(baseline.get("variants"), list):
-        raise DigitcmpError(f"{path} is not a digitcmp bench results.json (no 'variants' list)")
-    return baseline
-
-
-def run_and_save(config, source, device, folder: Path, advance, log) -> tuple[dict, bool]:
-    """Run the grid, telling each variant's result as it ends; write every results file for what finished."""
-    from .bench import expand, results_document, run_bench, save_best
-    from .report import environment, write_bench_files
-
-    def done(outcome) -> None:
-        if outcome.result is None:
-            log.print(f"❌ {outcome.job.variant.name}: {outcome.error}")
-        else:
-            mean, std = outcome.result.mean_std("test_accuracy")
-            log.print(f"✅ {outcome.job.variant.name}: {100 * mean:.1f} ± {100 * std:.1f}%")
-
-    outcomes = run_bench(config, source, device, advance, on_done=done)
-    document = results_document(config, outcomes, environment(str(device)), source.describe())
-    save_best(outcomes, document, folder / "best.pt", seed=config.seed)
-    write_bench_files(folder, document)
-    return document, len(outcomes) < len(expand(config))
-
-
-EPILOG_EXPORT = (
-    "Examples:  digitcmp export   ·   digitcmp export runs/bench-20261123-101500/best.pt --out models/mine.onnx"
-)
+EPILOG_EXPORT = "Examples:  digitcmp export   ·   digitcmp export runs/study/best.pt --out models/mine.onnx"
 
 
 @app.command(epilog=EPILOG_EXPORT)
 @friendly
 def export(
     checkpoint: Path = typer.Argument(
-        None, help="Checkpoint [default: best.pt of the newest run under runs/].", show_default=False
+        None,
+        help="Checkpoint of a train or bench run.",
+        show_default="the newest checkpoint.pt or best.pt under runs/",
     ),
-    out: Path = typer.Option(None, "--out", help="ONNX file [default: models/<variant>.onnx].", show_default=False),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
-    data_dir: Path = DataDir,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
+    out: Path = typer.Option(None, "--out", help="ONNX file.", show_default="models/<variant>.onnx"),
+    data_dir: Path = DataDirOption,
+    quiet: bool = QuietOption,
+    opset: int = typer.Option(17, "--opset", min=17, help="ONNX opset.", rich_help_panel=ADVANCED),
 ) -> None:
     """Export a checkpoint to ONNX, checked by onnx.checker and parity with torch on real test pairs."""
+    require_training("export")
     from .data import load_source
-    from .export import export_onnx, latest_bench_checkpoint
+    from .export import export_onnx, latest_checkpoint
     from .report import export_panel, stderr_console, stdout_console
 
     log = stderr_console(quiet)
     if checkpoint is None:
-        checkpoint = latest_bench_checkpoint()
-        log.print(f"checkpoint: {checkpoint} (best.pt of the newest run)")
+        checkpoint = latest_checkpoint()
+        log.print(f"checkpoint: {checkpoint} (the newest under runs/)")
     summary = export_onnx(checkpoint, out, load_source(data_dir), opset)
     stdout_console().print(export_panel(summary))
     log.print(f"next: digitcmp predict first.png second.png --model {summary.path}")
@@ -458,12 +533,8 @@ def predict(
     images: list[Path] = typer.Argument(
         None, help="Two image files (PNG, JPEG, BMP, GIF, TIFF, WebP) or .npy digits.", show_default=False
     ),
-    pairs: Path = typer.Option(
-        None, "--pairs", help="CSV with header first,second: many pairs in batches.", show_default=False
-    ),
-    model: Path = typer.Option(
-        None, "--model", help="ONNX model [default: the model shipped with digitcmp].", show_default=False
-    ),
+    pairs: Path = typer.Option(None, "--pairs", help="CSV with header first,second: many pairs in batches."),
+    model: Path = typer.Option(None, "--model", help="ONNX model.", show_default="the model shipped with digitcmp"),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout (one object per pair with --pairs)."),
 ) -> None:
     """Is the digit in the first image ≤ the digit in the second? (onnxruntime; no torch needed)"""
@@ -474,9 +545,9 @@ def predict(
         raise DigitcmpError("predict needs two image files, or --pairs CSV")
     if pairs is not None and images:
         raise DigitcmpError("give either two image files or --pairs CSV, not both")
-    session = load_model(model)
+    onnx_model = load_model(model)
     todo = read_pairs_csv(pairs) if pairs is not None else [(images[0], images[1])]
-    results, seconds = timed(session, todo)
+    results, seconds = timed(onnx_model, todo)
     if json_output:
         for result in results:
             typer.echo(json.dumps(result.to_dict()))
@@ -487,3 +558,15 @@ def predict(
         return
     console.print(predictions_table(results))
     stderr_console().print(f"{len(results)} pairs in {seconds:.2f} s ({len(results) / seconds:,.0f} pairs/s)")
+
+
+@app.command("list")
+@friendly
+def list_architectures(json_output: bool = JsonOption) -> None:
+    """List the architectures: what each is, its parameters with and without weight sharing, its recipe."""
+    from .report import architectures_records, architectures_table, stdout_console
+
+    if json_output:
+        typer.echo(json.dumps(architectures_records(), indent=2, ensure_ascii=False))
+        return
+    stdout_console().print(architectures_table())

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import gzip
 import importlib.resources
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .config import DATA_ENV
 from .errors import DigitcmpError
 from .preprocess import pool_digits
 
-DATA_ENV = "DIGITCMP_DATA"
 TRAIN_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_STEMS = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
@@ -64,9 +63,6 @@ class PairSet:
 
     def __len__(self) -> int:
         return len(self.targets)
-
-    def to(self, device: torch.device | str) -> PairSet:
-        return PairSet(self.inputs.to(device), self.targets.to(device), self.classes.to(device))
 
 
 @dataclass(frozen=True)
@@ -152,7 +148,7 @@ def download_mnist(directory: Path) -> None:
     """Fetch MNIST into ``directory/MNIST/raw`` with torchvision's downloader."""
     try:
         from torchvision.datasets import MNIST
-    except ImportError as exc:  # torchvision is a dependency, but a broken install should still read well
+    except ImportError as exc:  # torchvision comes with the train extra, but a broken install should read well
         raise DigitcmpError(f"--download needs torchvision, which failed to import ({exc})") from None
     try:
         for train in (True, False):
@@ -183,12 +179,6 @@ def load_source(data_dir: Path | None = None, download: bool = False) -> DigitSo
     if test is None:
         raise DigitcmpError(f"{data_dir} has no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz]")
     return DigitSource(train if train is not None else bundled_digits(), test)
-
-
-def default_data_dir() -> Path | None:
-    """The data directory named by the environment, if any."""
-    value = os.environ.get(DATA_ENV)
-    return Path(value) if value else None
 
 
 def draw_pairs(pooled: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator) -> PairSet:

@@ -23,26 +23,25 @@ import torch
 from torch import nn
 
 from . import __version__
+from .contract import (
+    INPUT_CONTRACT,
+    INPUT_NAME,
+    INPUT_SHAPE,
+    LABELS,
+    METADATA_FORMAT,
+    METADATA_KEY,
+    OUTPUT_NAMES,
+    OUTPUTS,
+)
 from .data import DigitSource, PairSet, draw_pairs
 from .errors import DigitcmpError
 from .files import atomic_write
-from .models import ComparisonNet, load_checkpoint
-from .predict import METADATA_KEY
+from .model.checkpoint import load_checkpoint
+from .model.network import ComparisonNet
 from .preprocess import pool_digits
 
-INPUT_NAME = "pairs"
-OUTPUT_NAMES = ("le_probability", "digit_probabilities")
-INPUT_CONTRACT = {
-    "name": INPUT_NAME,
-    "shape": ["batch", 2, 14, 14],
-    "dtype": "float32",
-    "range": [0.0, 1.0],
-    "polarity": "white digit on black background",
-    "preprocessing": "28×28 MNIST-style digit (fitted in a 20×20 box, centred by mass), 2×2 average-pooled to 14×14",
-    "normalisation": "inside the graph",
-}
-LABELS = {"le_probability": "P(first digit ≤ second digit)", "digit_probabilities": "softmax over 0-9, per digit"}
 PARITY_TOLERANCE = 1e-5
+CHECKPOINT_NAMES = ("checkpoint.pt", "best.pt")  # what train and bench write in their run folders
 
 
 class ProbabilityModel(nn.Module):
@@ -59,8 +58,9 @@ class ProbabilityModel(nn.Module):
 
 @dataclass
 class ExportSummary:
+    """What an export wrote and what its checks measured."""
+
     path: Path
-    checkpoint: Path
     size_bytes: int
     opset: int
     parity_max_difference: float
@@ -72,12 +72,14 @@ class ExportSummary:
     metadata: dict
 
 
-def latest_bench_checkpoint(root: Path = Path("runs")) -> Path:
-    """The best.pt of the most recent bench run under ``root``."""
-    candidates = sorted(root.glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
+def latest_checkpoint(root: Path = Path("runs")) -> Path:
+    """The newest checkpoint under ``root``: a train run's checkpoint.pt or a bench's best.pt."""
+    candidates = [path for name in CHECKPOINT_NAMES for path in root.glob(f"*/{name}")]
     if not candidates:
-        raise DigitcmpError(f"no bench checkpoint found under {root}/; pass CHECKPOINT or run 'digitcmp bench' first")
-    return candidates[-1]
+        raise DigitcmpError(
+            f"no checkpoint found under {root}/; pass CHECKPOINT, or run 'digitcmp train' or 'digitcmp bench' first"
+        )
+    return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
 def parity_pairs(source: DigitSource, n: int, seed: int) -> PairSet:
@@ -90,7 +92,7 @@ def parity_pairs(source: DigitSource, n: int, seed: int) -> PairSet:
 def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int) -> dict:
     summary = meta.get("summary", {})
     return {
-        "format": "digitcmp-onnx/1",
+        "format": METADATA_FORMAT,
         "variant": net.variant.to_dict(),
         "variant_name": net.variant.name,
         "params": meta.get("params"),
@@ -99,8 +101,8 @@ def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int)
         "test_accuracy_std": summary.get("test_accuracy_std"),
         "data": meta.get("data"),
         "input": INPUT_CONTRACT,
-        "outputs": LABELS,
-        "labels": "le_probability > 0.5 means the first digit is ≤ the second",
+        "outputs": OUTPUTS,
+        "labels": LABELS,
         "digitcmp_version": __version__,
         "torch_version": str(torch.__version__),
         "exporter": "torch.onnx.export(dynamo=False)",
@@ -113,8 +115,8 @@ def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int)
 def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) -> None:
     import onnx
 
-    example = torch.rand(3, 2, 14, 14)
-    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    example = torch.rand(3, *INPUT_SHAPE[1:])  # any batch size: the batch axis is declared dynamic
+    dynamic = {name: {0: INPUT_SHAPE[0]} for name in (INPUT_NAME, *OUTPUT_NAMES)}
     with warnings.catch_warnings():  # the exporter's deprecation notes are for torch developers, not our users
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -131,7 +133,10 @@ def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) 
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     proto.producer_name, proto.producer_version = "digitcmp", __version__
-    proto.doc_string = "Is the first MNIST digit ≤ the second? Input 'pairs' N×2×14×14 in [0, 1], white on black."
+    proto.doc_string = (
+        f"Is the first MNIST digit ≤ the second? Input '{INPUT_NAME}' N×2×14×14 float32 in [0, 1], "
+        f"{INPUT_CONTRACT['polarity']}; {LABELS}."
+    )
     onnx.save(proto, str(path))
 
 
@@ -192,6 +197,6 @@ def export_onnx(
     worst, same, onnx_accuracy, torch_accuracy = result["parity"]
     metadata["export_seconds"] = round(time.perf_counter() - started, 2)
     return ExportSummary(
-        out, checkpoint, out.stat().st_size, opset, worst, same, batch_sizes, onnx_accuracy, torch_accuracy,
+        out, out.stat().st_size, opset, worst, same, batch_sizes, onnx_accuracy, torch_accuracy,
         len(test_pairs), metadata,
     )  # fmt: skip

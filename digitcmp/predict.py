@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract import METADATA_KEY, describe_violation
 from .errors import DigitcmpError
 from .preprocess import MAX_FILE_BYTES, MAX_PIXELS, image_to_gray, mnist_digit, pool_digits, prepared_array
 
-METADATA_KEY = "digitcmp"  # metadata_props key of the JSON document export.py writes and predict requires
 BATCH = 256
 
 
@@ -116,20 +116,16 @@ def load_model(path: Path | None = None) -> Model:
     except json.JSONDecodeError:
         raise DigitcmpError(f"model {path} has damaged digitcmp metadata; export it again") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    shape = list(inputs[0].shape) if len(inputs) == 1 else None
-    if (
-        shape is None
-        or shape[1:] != [2, 14, 14]
-        or [o.name for o in outputs] != ["le_probability", "digit_probabilities"]
-    ):
-        raise DigitcmpError(
-            f"model {path} does not take pairs N×2×14×14 and return le_probability, digit_probabilities"
-        )
+    problem = describe_violation([list(i.shape) for i in inputs], [o.name for o in outputs])
+    if problem is not None:
+        raise DigitcmpError(f"model {path} is not a digitcmp model: {problem}; export one with 'digitcmp export'")
     return Model(path, session, inputs[0].name, metadata)
 
 
 @dataclass
 class Prediction:
+    """One pair's answer: the comparison and both digits' distributions."""
+
     first: Path
     second: Path
     le_probability: float
@@ -192,6 +188,7 @@ def read_pairs_csv(path: Path) -> list[tuple[Path, Path]]:
 
 
 def timed(model: Model, pairs: list[tuple[Path, Path]]) -> tuple[list[Prediction], float]:
+    """Every pair's prediction and the seconds they took (for the throughput line)."""
     started = time.perf_counter()
     results = list(predict_pairs(model, pairs))
     return results, time.perf_counter() - started

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import platform
 import sys
-from datetime import datetime, timezone
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,9 +11,12 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from . import __version__
+from .archs import ARCHS
+from .config import TrainConfig
+from .variant import technique
 
-if TYPE_CHECKING:  # report.py serves predict too, which must not import torch
+if TYPE_CHECKING:  # report.py serves predict and list too, which must not import torch
+    from .bench import Outcome
     from .export import ExportSummary
     from .predict import Prediction
     from .train import RunResult
@@ -26,21 +28,6 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 def mean_std(mean: float, std: float) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}%"
-
-
-def environment(device: str) -> dict[str, str]:
-    """What every figure needs beside it to be comparable."""
-    import torch
-
-    return {
-        "digitcmp_version": __version__,
-        "torch_version": str(torch.__version__),
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "device": device,
-        "torch_threads": str(torch.get_num_threads()),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def rounds_table(result: RunResult) -> Table:
@@ -78,6 +65,57 @@ def rounds_table(result: RunResult) -> Table:
     return table
 
 
+def outcome_line(outcome: Outcome) -> str:
+    """The line a bench prints as each variant ends: ✅ with its accuracy, or ❌ with why it failed."""
+    if outcome.result is None:
+        return f"❌ {outcome.job.variant.name}: {outcome.error}"
+    mean, std = outcome.result.mean_std("test_accuracy")
+    return f"✅ {outcome.job.variant.name}: {mean_std(mean, std)}"
+
+
+def recipe_text(arch: str) -> str:
+    """An architecture's training recipe as the settings that differ from the reports' protocol."""
+    reports, recipe = TrainConfig(), TrainConfig.for_arch(arch)
+    changed = [f"{f.name} {getattr(recipe, f.name)}" for f in fields(recipe)
+               if getattr(recipe, f.name) != getattr(reports, f.name)]  # fmt: skip
+    return "the reports' protocol" + (f" with {', '.join(changed)}" if changed else "")
+
+
+def architectures_records() -> list[dict]:
+    """What ``digitcmp list --json`` prints: every registered architecture with its defaults and recipe."""
+    return [
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "params_weight_sharing": spec.params[0],
+            "params_separate": spec.params[1],
+            "default_width": spec.default_width,
+            "default_head": spec.default_head,
+            "default_tta": spec.default_tta,
+            "default_tta_warps": spec.default_tta_warps,
+            "recipe": asdict(TrainConfig.for_arch(spec.name)),
+        }
+        for spec in ARCHS.values()
+    ]
+
+
+def architectures_table() -> Table:
+    """What ``digitcmp list`` shows: one row per architecture."""
+    table = Table(title="Architectures (digitcmp train --arch NAME)", title_justify="left", show_lines=True)
+    for column in ("name", "tower", "parameters (shared / separate)", "head", "recipe"):
+        table.add_column(column, justify="right" if column.startswith("parameters") else "left")
+    for spec in ARCHS.values():
+        head = spec.default_head + (f", {5 + spec.default_tta_warps} test-time views" if spec.default_tta else "")
+        table.add_row(
+            spec.name,
+            spec.description,
+            f"{spec.params[0]:,} / {spec.params[1]:,}",
+            head,
+            recipe_text(spec.name),
+        )
+    return table
+
+
 def stdout_console() -> Console:
     """Results go to stdout; when it is a file or a pipe, a width that keeps the tables on one line per row."""
     return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
@@ -87,16 +125,8 @@ def stderr_console(quiet: bool = False) -> Console:
     return Console(stderr=True, quiet=quiet, soft_wrap=True)  # never break a path or a command in two
 
 
-def technique_columns(variants: list[dict]) -> list[tuple[bool, float]]:
-    """The (weight sharing, aux weight) combinations present, in the reports' column order."""
-    combos = sorted({(v["weight_sharing"], v["aux_weight"]) for v in variants}, key=lambda c: (c[1] > 0, c[1], c[0]))
-    return combos
-
-
 def column_label(weight_sharing: bool, aux_weight: float, several_aux: bool) -> str:
-    name = {(False, False): "none", (True, False): "weight sharing", (False, True): "auxiliary loss"}.get(
-        (weight_sharing, aux_weight > 0), "both"
-    )
+    name = technique(weight_sharing, aux_weight)
     return f"{name} (w={aux_weight:g})" if several_aux and aux_weight > 0 else name
 
 
@@ -111,7 +141,8 @@ def row_label(variant: dict, vary: set[str]) -> str:
 
 def summary_grid(variants: list[dict]) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
     """Rows (architecture and varying settings) × technique columns, each cell a variant record or None."""
-    combos = technique_columns(variants)
+    # The (weight sharing, aux weight) combinations present, in the reports' column order.
+    combos = sorted({(v["weight_sharing"], v["aux_weight"]) for v in variants}, key=lambda c: (c[1] > 0, c[1], c[0]))
     several_aux = len({aux for _, aux in combos if aux > 0}) > 1
     # Name a setting in the row label only where it varies within one architecture (a grid axis), not where
     # architectures merely have different recipes.
@@ -260,79 +291,13 @@ def results_csv(document: dict) -> str:
 def write_bench_files(folder: Path, document: dict) -> None:
     """results.json, results.csv, summary.md and the two plots, each written atomically."""
     from .files import atomic_write, write_json, write_text
+    from .plots import plot_accuracy, plot_curves
 
     write_json(folder / "results.json", document)
     write_text(folder / "results.csv", results_csv(document))
     write_text(folder / "summary.md", summary_markdown(document))
     atomic_write(folder / "curves.png", lambda tmp: plot_curves(document, tmp))
     atomic_write(folder / "accuracy.png", lambda tmp: plot_accuracy(document, tmp))
-
-
-def plot_curves(document: dict, path) -> None:
-    """Learning curves: mean ± std band of train and test error per epoch, one panel per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    variants = [v for v in document["variants"] if v.get("status") == "ok"]
-    columns = min(4, max(1, len(variants)))
-    rows = max(1, -(-len(variants) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False, sharey=True)
-    for ax, v in zip(axes.flat, variants, strict=False):
-        for key, colour, label in (("train_error", "tab:blue", "train"), ("test_error", "tab:red", "test")):
-            curves = np.array([r["curves"][key] for r in v["rounds"] if r["curves"].get(key)], dtype=float)
-            if curves.size == 0:
-                continue
-            epochs = np.arange(1, curves.shape[1] + 1)
-            mean, std = curves.mean(0), curves.std(0)
-            ax.plot(epochs, 100 * mean, color=colour, label=label)
-            ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.2)
-        ax.set_title(v["name"], fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("error (%)")
-    for ax in list(axes.flat)[len(variants) :]:
-        ax.axis("off")
-    if variants:
-        axes.flat[0].legend()
-    fig.suptitle(f"Learning curves, mean ± std over {document['config']['rounds']} rounds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)
-
-
-def plot_accuracy(document: dict, path) -> None:
-    """Bar chart of mean test accuracy per variant with ± std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    variants = [v for v in document["variants"] if v.get("status") == "ok"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(variants) + 2), 4.5))
-    colours = {"none": "tab:gray", "weight sharing": "tab:blue", "auxiliary loss": "tab:orange", "both": "tab:green"}
-    positions = range(len(variants))
-    ax.bar(
-        positions,
-        [100 * v["test_accuracy_mean"] for v in variants],
-        yerr=[100 * v["test_accuracy_std"] for v in variants],
-        color=[colours[v["technique"]] for v in variants],
-        capsize=3,
-    )
-    ax.set_xticks(list(positions), [v["name"] for v in variants], rotation=60, ha="right", fontsize=8)
-    low = min((100 * (v["test_accuracy_mean"] - v["test_accuracy_std"]) for v in variants), default=50)
-    ax.set_ylim(max(0, low - 5), 100)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy, mean ± std over {document['config']['rounds']} rounds")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    ax.legend(handles, list(colours), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)
 
 
 def export_panel(summary: ExportSummary) -> Panel:

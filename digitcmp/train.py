@@ -15,17 +15,23 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from . import __version__
 from .augment import elastic_warp, random_shift
-from .data import PairSet, RoundData
+from .config import TrainConfig
+from .data import DigitSource, PairSet, RoundData, draw_rounds
 from .errors import DigitcmpError
-from .models import ComparisonNet, Variant, comparison_loss, count_parameters, member_state
+from .files import write_json
+from .model.checkpoint import save_checkpoint
+from .model.losses import comparison_loss
+from .model.network import ComparisonNet, count_parameters, member_state
+from .variant import Variant
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
 # On the CPU, a batched model of more networks than this runs slower per network (vgg4 on 2 cores: 34 ms per
 # network-step at 12 networks, 47 ms at 20; benchmarks/chunk_speed.py, docs/performance.md), so rounds go in chunks.
 CPU_NETWORKS = 12
@@ -35,71 +41,9 @@ CPU_NETWORKS = 12
 # 12 vgg4 networks × 37 test-time views of 1,000 pairs would hold tens of gigabytes of activations at once.
 CPU_EVAL_PAIRS = 400
 CUDA_EVAL_PAIRS = 20_000
-SCHEDULES = ("constant", "onecycle")
 # glibc mallopt parameters (malloc.h): the heap size above which free() returns memory to the OS, and how many
 # blocks may be served by mmap (0: none, so large blocks come from the heap too).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters (the defaults are the reports' protocol)."""
-
-    epochs: int = 25  # passes over each round's training pairs
-    batch_size: int = 100  # pairs per optimisation step, per round
-    lr: float = 1e-3  # learning rate (the peak rate with the one-cycle schedule)
-    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
-    weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
-    schedule: str = "constant"  # constant | onecycle
-    val_fraction: float = 0.1  # share of the training pairs held out for model selection
-    shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
-    elastic: float = 0.0  # augmentation: smooth random warp of each digit, displacement std in pixels (0 = off)
-    swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
-    label_smoothing: float = 0.0  # share of the auxiliary digit target spread over all ten classes
-    all_pairs: bool = False  # main loss over every ordered pair of a batch's digits (structured head, aux loss)
-    rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, see CPU_NETWORKS)
-    curves: bool = True  # evaluate validation and test error after every epoch (single view, for learning curves)
-
-    @classmethod
-    def for_arch(cls, arch: str, **overrides: object) -> TrainConfig:
-        """The architecture's recipe, with every override that is not None on top."""
-        from .models import get_arch
-
-        settings = dict(get_arch(arch).recipe)
-        settings.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**settings)
-
-    def fitted(self, variant: Variant) -> TrainConfig:
-        """The config as it applies to ``variant``: the all-pairs loss needs the structured head (which scores any
-        two digits) and the auxiliary loss (whose digit classes give every pair's target), else the drawn pairs
-        are the only ones there are."""
-        applies = variant.resolved().head == "structured" and variant.aux_weight > 0
-        return self if applies or not self.all_pairs else replace(self, all_pairs=False)
-
-    def check(self) -> TrainConfig:
-        """Fail on values no training can use, naming the flag."""
-        problems = {  # flag: (out of range?, the range it must be in)
-            "--epochs": (self.epochs < 1, "≥ 1"),
-            "--batch-size": (self.batch_size < 1, "≥ 1"),
-            "--lr": (not (self.lr > 0 and math.isfinite(self.lr)), "a finite number > 0"),
-            "--weight-decay": (
-                not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
-                "a finite number ≥ 0",
-            ),
-            "--val-fraction": (not 0 <= self.val_fraction < 1, "0 ≤ value < 1"),
-            "--shift": (not 0 <= self.shift <= 4, "0 to 4 pixels"),
-            "--elastic": (not 0 <= self.elastic <= 2, "0 to 2 pixels"),
-            "--label-smoothing": (not 0 <= self.label_smoothing < 1, "0 ≤ value < 1"),
-        }
-        for flag, (bad, valid) in problems.items():
-            if bad:
-                value = getattr(self, flag[2:].replace("-", "_"))
-                raise DigitcmpError(f"{flag} {value} is out of range; use {valid}")
-        if self.optimizer not in OPTIMIZERS:
-            raise DigitcmpError(f"unknown optimizer '{self.optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise DigitcmpError(f"unknown schedule '{self.schedule}'; choose from: {', '.join(SCHEDULES)}")
-        return self
 
 
 @dataclass
@@ -145,8 +89,6 @@ class RunResult:
 
     def save_best(self, path: Path, **context: object) -> Path:
         """Save the best round's weights with this run's summary (not its per-round curves) and ``context``."""
-        from .models import save_checkpoint
-
         meta = {key: value for key, value in self.to_dict().items() if key != "rounds"}
         return save_checkpoint(path, self.best_state, self.variant, {**meta, **context})
 
@@ -165,6 +107,19 @@ class RunResult:
 def rounded(*values: float | torch.Tensor | None) -> list[float | None]:
     """Plain floats rounded to 6 decimals for results files (None stays None)."""
     return [None if v is None else round(float(v), 6) for v in values]
+
+
+def environment(device: str) -> dict[str, str]:
+    """What every figure needs beside it to be comparable."""
+    return {
+        "digitcmp_version": __version__,
+        "torch_version": str(torch.__version__),
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "torch_threads": str(torch.get_num_threads()),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -256,7 +211,6 @@ def train_members(
 ) -> tuple[ComparisonNet, list[dict[str, list[float | None]]]]:
     """Train one member per round (pairs stacked E×N on the device), all at once; return the model and each
     member's per-epoch curves (training loss and error averaged over an ensemble's networks)."""
-    variant = variant.resolved()
     config = config.fitted(variant)
     keep_freed_memory()
     fit = add_swapped(train) if config.swap else train
@@ -324,7 +278,6 @@ def train_variant(
     on_epoch: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Train and evaluate one variant on every round's data; the seed fixes initialisation and shuffling."""
-    variant = variant.resolved()
     config = config.fitted(variant).check()
     torch.manual_seed(seed)
     together = config.rounds_together or (
@@ -358,3 +311,34 @@ def train_variant(
                 best = (score, first + m, member_state(model, m))
     assert best is not None
     return RunResult(variant, params, config, str(device), results, best[1], best[2])
+
+
+@dataclass
+class TrainRun:
+    """A finished ``digitcmp train``: the result, and the files written for it."""
+
+    result: RunResult
+    record: dict  # what results.json holds
+    checkpoint: Path
+
+
+def train_and_save(
+    variant: Variant,
+    config: TrainConfig,
+    source: DigitSource,
+    rounds: int,
+    pairs: int,
+    test_pairs: int,
+    seed: int,
+    device: torch.device,
+    folder: Path,
+    on_epoch: Callable[[int], None] | None = None,
+) -> TrainRun:
+    """Train ``variant`` for ``rounds`` fresh rounds, then write the best round's checkpoint and results.json."""
+    data = draw_rounds(source, rounds, pairs, test_pairs, config.val_fraction, seed)
+    result = train_variant(variant, data, config, device, seed, on_epoch=on_epoch)
+    context = {"seed": seed, "data": source.describe(), "environment": environment(str(device))}
+    checkpoint = result.save_best(folder / "checkpoint.pt", **context)
+    record = {**result.to_dict(), **context, "checkpoint": str(checkpoint)}
+    write_json(folder / "results.json", record)
+    return TrainRun(result, record, checkpoint)

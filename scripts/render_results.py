@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from digitcmp.archs import ARCHS
 from digitcmp.bench import KEY_FIELDS
-from digitcmp.models import ARCHS
 from digitcmp.report import write_bench_files
 
 PROTOCOL = ("rounds", "pairs", "test_pairs", "val_fraction", "seed")

@@ -26,6 +26,16 @@ def write_idx_pair(folder: Path, stems: tuple[str, str], images: np.ndarray, lab
         (folder / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
 
 
+def assert_one_line_error(result, code: int, *words: str) -> None:
+    """A CLI result that failed with ``code``, no traceback, and a last line 'error: ...' holding ``words``."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.lower().startswith("error"), result.output
+    for word in words:
+        assert word in last, last
+
+
 @pytest.fixture(scope="session")
 def mnist_test_dir() -> Path:
     """The official MNIST test set ($DIGITCMP_DATA or ../shared/mnist); tests needing it skip without it."""

@@ -7,16 +7,19 @@ import json
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 from rich.console import Console
 from typer.testing import CliRunner
 
 import digitcmp.bench as bench_module
 from digitcmp.bench import BenchConfig, Job, Outcome, best_outcome, compare, expand, run_bench
 from digitcmp.cli import app
+from digitcmp.config import TrainConfig
 from digitcmp.data import load_source
-from digitcmp.models import Variant, load_checkpoint
+from digitcmp.model.checkpoint import load_checkpoint
 from digitcmp.report import compare_table
-from digitcmp.train import RoundResult, RunResult, TrainConfig
+from digitcmp.train import RoundResult, RunResult
+from digitcmp.variant import Variant, create_variant
 
 TINY = {"rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 1}}
 
@@ -66,15 +69,17 @@ def test_ctrl_c_keeps_the_variants_already_finished(monkeypatch):
 
 def fake_result(variant: Variant, val: float, test: float) -> RunResult:
     rounds = [RoundResult(i, 0.9, val, test, 0.9, 1.0) for i in range(2)]
-    return RunResult(variant.resolved(), 10, TrainConfig(), "cpu", rounds, 0, {})
+    return RunResult(variant, 10, TrainConfig(), "cpu", rounds, 0, {})
 
 
 def test_best_model_is_chosen_by_validation_never_by_test():
     good_val = Outcome(
-        Job(Variant("lenet", True, 1.0), TrainConfig()), fake_result(Variant("lenet", True, 1.0), 0.95, 0.80)
+        Job(create_variant("lenet", True, 1.0), TrainConfig()),
+        fake_result(create_variant("lenet", True, 1.0), 0.95, 0.80),
     )
     good_test = Outcome(
-        Job(Variant("lenet", False, 0.0), TrainConfig()), fake_result(Variant("lenet", False, 0.0), 0.90, 0.99)
+        Job(create_variant("lenet", False, 0.0), TrainConfig()),
+        fake_result(create_variant("lenet", False, 0.0), 0.90, 0.99),
     )
     assert best_outcome([good_test, good_val]) is good_val
     assert best_outcome([Outcome(good_val.job, None, "failed")]) is None
@@ -201,10 +206,7 @@ def test_compare_with_the_same_run_passes(bench_run, tmp_path):
     ],
 )
 def test_bench_user_mistakes_end_in_one_line(args, words):
-    result = bench(*args)
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.lower().startswith("error:") and all(w in last for w in words)  # typer checks ranges itself
+    assert_one_line_error(bench(*args), 2, *words)
 
 
 def test_summary_rows_name_only_settings_that_vary_within_an_architecture():

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
 from digitcmp import __version__
-from digitcmp.cli import app, default_variant
-from digitcmp.models import DEFAULT_VARIANT, load_checkpoint
+from digitcmp.cli import app
+from digitcmp.model.checkpoint import load_checkpoint
 
 runner = CliRunner()
 
@@ -18,15 +20,6 @@ runner = CliRunner()
 def run(*args: str):
     """Invoke the CLI in-process; DIGITCMP_DATA is cleared so the bundled sample is the default."""
     return runner.invoke(app, list(args), env={"DIGITCMP_DATA": ""})
-
-
-def assert_one_line_error(result, code: int, *words: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.lower().startswith("error"), result.output
-    for word in words:
-        assert word in last
 
 
 def test_help_lists_every_command_and_version_prints():
@@ -85,17 +78,17 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (("--arch", "nosuch"), ("unknown architecture", "lenet")),
+        (("--arch", "nosuch"), ("--arch", "nosuch")),
         (("--data-dir", "/nonexistent"), ("/nonexistent", "does not exist")),
-        (("--optimizer", "rmsprop"), ("optimizer",)),
-        (("--aux-weight", "-1"), ("--aux-weight",)),
-        (("--label-smoothing", "1"), ("--label-smoothing", "out of range")),
-        (("--elastic", "-0.5"), ("--elastic", "0 to 2 pixels")),
-        (("--tta-warps", "100"), ("--tta-warps", "between 0 and 64")),
+        (("--optimizer", "rmsprop"), ("--optimizer", "rmsprop")),
+        (("--aux-weight", "-1"), ("--aux-weight", "0")),
+        (("--label-smoothing", "1"), ("--label-smoothing",)),
+        (("--elastic", "-0.5"), ("--elastic",)),
+        (("--tta-warps", "100"), ("--tta-warps", "64")),
         (("--no-tta", "--tta-warps", "8"), ("--tta-warps needs", "--tta")),
         (("--aux-weight", "0", "--all-pairs"), ("--all-pairs needs", "auxiliary loss")),
         (("--arch", "lenet", "--all-pairs"), ("--all-pairs needs", "structured head")),
-        (("--arch", "lenet", "--width", "8"), ("width",)),
+        (("--arch", "lenet", "--width", "8"), ("no width",)),
         (("--pairs", "3000"), ("distinct digits",)),
         (("--download",), ("--data-dir",)),
     ],
@@ -121,9 +114,37 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path):
     assert_one_line_error(result, 2, str(blocker))
 
 
-def test_unset_flags_take_the_default_variant_and_set_ones_override_it():
-    assert default_variant(None, None, None, None, None, None, None, None) == DEFAULT_VARIANT.resolved()
-    assert (DEFAULT_VARIANT.resolved().ensemble, DEFAULT_VARIANT.resolved().tta_warps) == (1, 32)
-    named = default_variant("lenet", False, 0.5, None, None, True, 3, 4)
-    assert (named.arch, named.weight_sharing, named.aux_weight, named.ensemble) == ("lenet", False, 0.5, 3)
-    assert named.tta_warps == 4 and named.name == "lenet-sep-aux0.5-tta-x3-tw4"
+def test_the_output_folder_is_checked_before_any_training(tmp_path, monkeypatch):
+    import digitcmp.train
+
+    monkeypatch.setattr(digitcmp.train, "train_and_save", lambda *a, **k: pytest.fail("trained before checking --out"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_one_line_error(run("train", "--out", str(blocker)), 2, "--out", "is a file")
+    assert_one_line_error(run("bench", "--quick", "--out", str(blocker)), 2, "--out", "is a file")
+
+
+def test_train_ends_with_the_export_command(tmp_path):
+    result = run("train", "--arch", "shallow-fc", "--epochs", "1", "--pairs", "100", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert f"next: digitcmp export {tmp_path / 'checkpoint.pt'}" in result.output
+
+
+def test_list_shows_every_architecture_with_its_parameters():
+    from digitcmp.archs import ARCHS
+
+    table = run("list")
+    assert table.exit_code == 0, table.output
+    records = json.loads(run("list", "--json").stdout)
+    assert [r["name"] for r in records] == list(ARCHS)
+    for record in records:
+        assert record["name"] in table.stdout
+        assert f"{record['params_weight_sharing']:,} / {record['params_separate']:,}" in table.stdout
+    assert next(r for r in records if r["name"] == "vgg4")["recipe"]["epochs"] == 60
+
+
+def test_help_puts_research_knobs_in_the_advanced_panel():
+    text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    main, advanced = (re.findall(r"│ (--[a-z-]+)", part) for part in text.split("Advanced", 1))  # option rows
+    assert {"--arch", "--rounds", "--epochs", "--data-dir", "--out"} <= set(main) - set(advanced)
+    assert {"--label-smoothing", "--all-pairs", "--tta-warps", "--optimizer"} <= set(advanced) - set(main)

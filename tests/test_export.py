@@ -10,15 +10,18 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
 import digitcmp.export as export_module
 from digitcmp.cli import app
+from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.export import export_onnx, latest_bench_checkpoint
-from digitcmp.models import Variant, load_checkpoint, save_checkpoint
-from digitcmp.train import TrainConfig, train_variant
+from digitcmp.export import export_onnx, latest_checkpoint
+from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
+from digitcmp.train import train_variant
+from digitcmp.variant import create_variant
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     data = draw_rounds(load_source(None), 1, 300, 100, 0.1, seed=0)
     paths = {}
-    for variant in (Variant("shallow-fc", True, 1.0), Variant("vgg4", False, 0.5, width=4, ensemble=2)):
+    for variant in (create_variant("shallow-fc", True, 1.0), create_variant("vgg4", False, 0.5, width=4, ensemble=2)):
         result = train_variant(variant, data, TrainConfig(epochs=2, curves=False), torch.device("cpu"))
         paths[variant.arch] = save_checkpoint(folder / f"{variant.arch}.pt", result.best_state, result.variant,
                                               {"params": result.params, "summary": result.summary()})  # fmt: skip
@@ -67,15 +70,21 @@ def test_a_parity_failure_writes_nothing(checkpoints, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_default_checkpoint_is_the_newest_bench_best(tmp_path, checkpoints):
-    with pytest.raises(DigitcmpError, match="no bench checkpoint"):
-        latest_bench_checkpoint(tmp_path)
-    for name, age in (("bench-old", 100), ("bench-new", 0)):
+def test_default_checkpoint_is_the_newest_of_train_and_bench_runs(tmp_path, checkpoints):
+    with pytest.raises(DigitcmpError, match="no checkpoint found"):
+        latest_checkpoint(tmp_path)
+    for name, file, age in (
+        ("bench-old", "best.pt", 200),
+        ("train-new", "checkpoint.pt", 0),
+        ("bench", "best.pt", 100),
+    ):
         (tmp_path / name).mkdir()
-        path = tmp_path / name / "best.pt"
+        path = tmp_path / name / file
         path.write_bytes(checkpoints["shallow-fc"].read_bytes())
         os.utime(path, (1e9 - age, 1e9 - age))
-    assert latest_bench_checkpoint(tmp_path) == tmp_path / "bench-new" / "best.pt"
+    assert latest_checkpoint(tmp_path) == tmp_path / "train-new" / "checkpoint.pt"
+    os.utime(tmp_path / "bench" / "best.pt", (2e9, 2e9))
+    assert latest_checkpoint(tmp_path) == tmp_path / "bench" / "best.pt"
 
 
 def test_export_cli_reports_and_refuses_bad_input(checkpoints, tmp_path):
@@ -92,4 +101,4 @@ def test_export_cli_reports_and_refuses_bad_input(checkpoints, tmp_path):
         ([str(checkpoints["vgg4"]), "--opset", "11"], "--opset"),
     ):
         bad = runner.invoke(app, ["export", *args, "--out", str(tmp_path / "x.onnx")], env={"DIGITCMP_DATA": ""})
-        assert bad.exit_code == 2 and bad.output.strip().splitlines()[-1].startswith("error:") and words in bad.output
+        assert_one_line_error(bad, 2, words)

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -175,10 +176,7 @@ def bad_inputs(tmp_path) -> dict:
 )
 def test_bad_images_are_refused_with_one_line_naming_the_file(tmp_path, two_images, case):
     path, words = bad_inputs(tmp_path)[case]
-    result = runner.invoke(app, ["predict", str(path), str(two_images[1])])
-    assert result.exit_code == 2, result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("error:") and str(path) in last and words in last and "Traceback" not in result.output
+    assert_one_line_error(runner.invoke(app, ["predict", str(path), str(two_images[1])]), 2, str(path), words)
 
 
 def test_bad_models_are_refused(tmp_path, two_images):
@@ -201,8 +199,7 @@ def test_bad_models_are_refused(tmp_path, two_images):
     for model, words in ((tmp_path / "none.onnx", "does not exist"), (corrupt, "cannot be loaded"),
                          (no_metadata, "no digitcmp metadata"), (wrong_path, "N×2×14×14")):  # fmt: skip
         result = runner.invoke(app, ["predict", str(two_images[0]), str(two_images[1]), "--model", str(model)])
-        assert result.exit_code == 2, result.output
-        assert result.output.strip().splitlines()[-1].startswith("error:") and words in result.output
+        assert_one_line_error(result, 2, str(model), words)
 
 
 def test_usage_mistakes(two_images):
@@ -210,8 +207,7 @@ def test_usage_mistakes(two_images):
         ["predict", str(two_images[0])],
         ["predict", str(two_images[0]), str(two_images[1]), "--pairs", "x.csv"],
     ):
-        result = runner.invoke(app, args)
-        assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith("error:")
+        assert_one_line_error(runner.invoke(app, args), 2, "predict" if len(args) == 2 else "not both")
 
 
 def test_predict_runs_without_torch(two_images):

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import digitcmp.train as train_module
+from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.models import ComparisonNet, Variant
+from digitcmp.model.network import ComparisonNet
 from digitcmp.train import (
-    TrainConfig,
     add_swapped,
     evaluate,
     keep_freed_memory,
@@ -21,6 +21,7 @@ from digitcmp.train import (
     stack,
     train_variant,
 )
+from digitcmp.variant import create_variant
 
 CPU = torch.device("cpu")
 
@@ -31,7 +32,7 @@ def rounds():
 
 
 def test_short_training_beats_chance_clearly(rounds):
-    result = train_variant(Variant("shallow-fc", True, 1.0), rounds, TrainConfig(epochs=8), CPU, seed=0)
+    result = train_variant(create_variant("shallow-fc", True, 1.0), rounds, TrainConfig(epochs=8), CPU, seed=0)
     summary = result.summary()
     # Always answering "≤" scores about 0.55; a few epochs of a small network should reach 0.75+.
     assert summary["test_accuracy_mean"] > 0.75
@@ -45,7 +46,7 @@ def test_short_training_beats_chance_clearly(rounds):
 @pytest.mark.parametrize("arch", ["lenet", "vgg4"])
 def test_evaluation_uses_the_variants_views_in_small_forwards(arch, rounds, monkeypatch):
     test = stack([r.test for r in rounds], CPU)
-    model = ComparisonNet(Variant(arch, True, 1.0), members=2).eval()
+    model = ComparisonNet(create_variant(arch, True, 1.0), members=2).eval()
     with torch.no_grad():
         whole = [model(test.inputs, tta=tta)[0] for tta in (None, False)]  # one forward over every pair
     sizes: list[int] = []
@@ -63,15 +64,15 @@ def test_evaluation_uses_the_variants_views_in_small_forwards(arch, rounds, monk
 
 def test_training_is_deterministic_for_a_seed(rounds):
     config = TrainConfig(epochs=2)
-    a = train_variant(Variant("lenet", False, 0.0), rounds, config, CPU, seed=3)
-    b = train_variant(Variant("lenet", False, 0.0), rounds, config, CPU, seed=3)
+    a = train_variant(create_variant("lenet", False, 0.0), rounds, config, CPU, seed=3)
+    b = train_variant(create_variant("lenet", False, 0.0), rounds, config, CPU, seed=3)
     assert [r.test_accuracy for r in a.rounds] == [r.test_accuracy for r in b.rounds]
     assert all(torch.equal(a.best_state[k], b.best_state[k]) for k in a.best_state)
 
 
 def test_rounds_trained_one_at_a_time_or_together_give_the_same_kind_of_result(rounds):
     config = TrainConfig(epochs=3, rounds_together=1, curves=False)
-    result = train_variant(Variant("deep-fc", True, 1.0), rounds, config, CPU)
+    result = train_variant(create_variant("deep-fc", True, 1.0), rounds, config, CPU)
     assert len(result.rounds) == 2 and result.rounds[0].curves["test_error"] == []
     assert result.best_round in (0, 1)
 
@@ -124,14 +125,14 @@ def test_architecture_recipes_and_overrides():
 
 def test_the_all_pairs_loss_applies_only_where_every_pair_has_a_score_and_a_target():
     vgg = TrainConfig.for_arch("vgg4", all_pairs=True)
-    assert vgg.fitted(Variant("vgg4", True, 1.0)).all_pairs  # structured head, digit classes: it applies
-    assert not vgg.fitted(Variant("vgg4", True, 0.0)).all_pairs  # no auxiliary loss: no digit classes
-    assert not vgg.fitted(Variant("vgg4", False, 1.0, head="mlp")).all_pairs  # a learned head scores drawn pairs
-    assert vgg.fitted(Variant("vgg4", False, 0.0)) == replace(vgg, all_pairs=False)  # nothing else changes
+    assert vgg.fitted(create_variant("vgg4", True, 1.0)).all_pairs  # structured head, digit classes: it applies
+    assert not vgg.fitted(create_variant("vgg4", True, 0.0)).all_pairs  # no auxiliary loss: no digit classes
+    assert not vgg.fitted(create_variant("vgg4", False, 1.0, head="mlp")).all_pairs  # a learned head scores drawn pairs
+    assert vgg.fitted(create_variant("vgg4", False, 0.0)) == replace(vgg, all_pairs=False)  # nothing else changes
 
 
 def test_training_with_the_all_pairs_loss_learns_and_records_it(rounds):
-    variant, config = Variant("shallow-fc", True, 1.0, head="structured"), TrainConfig(epochs=8, all_pairs=True)
+    variant, config = create_variant("shallow-fc", True, 1.0, head="structured"), TrainConfig(epochs=8, all_pairs=True)
     result = train_variant(variant, rounds, config, CPU, seed=0)
     assert result.config.all_pairs and result.summary()["test_accuracy_mean"] > 0.75
     plain = train_variant(replace(variant, aux_weight=0.0), rounds, config, CPU, seed=0)
@@ -143,14 +144,14 @@ def test_onecycle_and_sgd_train_without_error(rounds):
         TrainConfig(epochs=2, schedule="onecycle", optimizer="adamw"),
         TrainConfig(epochs=2, optimizer="sgd"),
     ):
-        result = train_variant(Variant("deep-fc", True, 0.5), rounds, config, CPU)
+        result = train_variant(create_variant("deep-fc", True, 0.5), rounds, config, CPU)
         assert 0.4 < result.summary()["test_accuracy_mean"] <= 1.0
 
 
 def test_cpu_rounds_train_in_chunks_of_a_few_networks(monkeypatch):
     monkeypatch.setattr(train_module, "CPU_NETWORKS", 4)  # an ensemble of two: 2 rounds per chunk
     data = draw_rounds(load_source(None), rounds=3, n_train=100, n_test=100, val_fraction=0.1, seed=0)
-    result = train_variant(Variant("shallow-fc", True, 1.0, ensemble=2), data, TrainConfig(epochs=1), CPU)
+    result = train_variant(create_variant("shallow-fc", True, 1.0, ensemble=2), data, TrainConfig(epochs=1), CPU)
     assert [r.round for r in result.rounds] == [0, 1, 2]
     seconds = [r.seconds for r in result.rounds]
     assert seconds[0] == seconds[1]  # one chunk's time, shared by its rounds

@@ -1,0 +1,123 @@
+"""The comparison network: two digit towers (one shared tower with weight sharing) and a comparison head.
+
+Shapes: a model takes pairs E×B×2×14×14 (E members, B pairs each) of pooled digits in [0, 1] and returns the
+comparison logit E×B and the digit logits E×B×2×10 (``single_view`` works on all E·K networks of an ensemble of K
+instead). Every variant has this one signature; the auxiliary loss changes only the training loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..archs import get_arch
+from ..augment import TTA_SHIFTS, take_views, tta_views
+from ..preprocess import INPUT_SIZE, MNIST_MEAN, MNIST_STD
+from ..variant import Variant
+from .layers import MemberLinear
+
+
+class StructuredHead(nn.Module):
+    """Exact comparison from the digit distributions: logit of P(first ≤ second) = Σ_{i≤j} p₁(i)·p₂(j).
+
+    Computed in log space (log-sum-exp over the 55 cells i ≤ j and the 45 cells i > j) so it stays finite
+    when the towers are confident.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        upper = torch.ones(10, 10).triu().bool()
+        self.register_buffer("mask_le", torch.where(upper, 0.0, -math.inf).flatten(), persistent=False)
+        self.register_buffer("mask_gt", torch.where(upper, -math.inf, 0.0).flatten(), persistent=False)
+
+    def forward(self, digits: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(digits, dim=-1)
+        joint = (log_p[..., 0, :, None] + log_p[..., 1, None, :]).flatten(-2)
+        return torch.logsumexp(joint + self.mask_le, -1) - torch.logsumexp(joint + self.mask_gt, -1)
+
+
+class ComparisonNet(nn.Module):
+    """Two digit towers and a head comparing their 10-way outputs, for ``members`` models at once.
+
+    The input is normalised inside the model, so exported graphs take raw pooled digits in [0, 1]. Each member is
+    an ensemble of ``variant.ensemble`` networks (usually one), stored member-major.
+    """
+
+    def __init__(self, variant: Variant, members: int = 1) -> None:
+        super().__init__()
+        self.variant = variant
+        self.members = members
+        self.networks = networks = members * variant.ensemble
+        build_tower = get_arch(variant.arch).build_tower()
+        self.tower_a = build_tower(networks, variant.width)
+        # Weight sharing is the same module object, so its parameters exist (and are counted) once.
+        self.tower_b = self.tower_a if variant.weight_sharing else build_tower(networks, variant.width)
+        if variant.head == "mlp":
+            self.head: nn.Module = nn.Sequential(
+                MemberLinear(networks, 20, 64), nn.ReLU(), MemberLinear(networks, 64, 1)
+            )
+        else:
+            self.head = StructuredHead()
+        # Derived from the variant, not learned: rebuilt with the model, never saved in checkpoints.
+        view_index, view_weight = tta_views(variant.tta_warps)
+        self.register_buffer("view_index", view_index, persistent=False)
+        self.register_buffer("view_weight", view_weight, persistent=False)
+
+    def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10), one model per member.
+
+        The probabilities are averaged (in log space; the logits returned are those of the averaged
+        probabilities) over the ensemble's networks and, with test-time augmentation in eval mode, over the pair,
+        its four 1-pixel shifts and the variant's fixed warps. ``tta`` overrides the variant's setting.
+        """
+        views = self.views(tta)
+        if views > 1:  # E×B×2×14×14 → E×(V·B)×2×14×14, view-major: one gather makes every view
+            pairs = take_views(pairs.flatten(-2), self.view_index, self.view_weight)
+            pairs = pairs.unflatten(-1, (views, INPUT_SIZE, INPUT_SIZE))
+            pairs = pairs.movedim(3, 1).flatten(1, 2)  # E×B×2×V×… → E×V×B×2×…
+        ensemble = self.variant.ensemble
+        logits, digits = self.single_view(pairs.repeat_interleave(ensemble, dim=0) if ensemble > 1 else pairs)
+        if views * ensemble == 1:
+            return logits, digits
+
+        def log_mean(log_p: torch.Tensor) -> torch.Tensor:
+            """Networks×(views·B)×… → members×B×…: the log of the mean probability over networks and views."""
+            grouped = log_p.unflatten(1, (views, -1)).unflatten(0, (-1, ensemble)).flatten(1, 2)
+            return torch.logsumexp(grouped, dim=1) - math.log(views * ensemble)
+
+        log_le, log_gt = log_mean(F.logsigmoid(logits)), log_mean(F.logsigmoid(-logits))
+        return log_le - log_gt, log_mean(F.log_softmax(digits, dim=-1))
+
+    def views(self, tta: bool | None = None) -> int:
+        """How many views of each pair ``forward`` averages: 5 + warps with test-time averaging in eval mode, else 1."""
+        on = self.variant.tta if tta is None else tta
+        return len(TTA_SHIFTS) + self.variant.tta_warps if on and not self.training else 1
+
+    def single_view(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every network's own outputs for its own pairs (E·K networks × B pairs), no averaging."""
+        x = (pairs - MNIST_MEAN) / MNIST_STD
+        first, second = x[:, :, 0], x[:, :, 1]
+        if self.variant.weight_sharing:
+            both = self.tower_a(torch.cat([first, second], dim=1))
+            digits_a, digits_b = both.chunk(2, dim=1)
+        else:
+            digits_a, digits_b = self.tower_a(first), self.tower_b(second)
+        digits = torch.stack([digits_a, digits_b], dim=2)
+        if isinstance(self.head, StructuredHead):
+            return self.head(digits), digits
+        return self.head(digits.flatten(2)).squeeze(-1), digits
+
+
+def count_parameters(model: ComparisonNet) -> int:
+    """Trainable parameters of one member, all its ensemble's networks (shared towers counted once)."""
+    return sum(p.numel() for p in model.parameters()) // model.members
+
+
+def member_state(model: ComparisonNet, member: int) -> dict[str, torch.Tensor]:
+    """The state dict of one member (its ensemble's networks), loadable into a ``members=1`` model of the same
+    variant."""
+    k = model.variant.ensemble
+    return {key: value[member * k : (member + 1) * k].clone() for key, value in model.state_dict().items()}

@@ -1,0 +1,65 @@
+"""The bench's plots (matplotlib, drawn off-screen): learning curves and accuracy per variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: files only, no window, no global state (servers, CI)
+from matplotlib.patches import Rectangle
+
+
+def plot_curves(document: dict, path: Path) -> None:
+    """Learning curves: mean ± std band of train and test error per epoch, one panel per variant."""
+    variants = [v for v in document["variants"] if v.get("status") == "ok"]
+    columns = min(4, max(1, len(variants)))
+    rows = max(1, -(-len(variants) // columns))
+    fig = Figure(figsize=(4 * columns, 3 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
+    for ax, v in zip(axes.flat, variants, strict=False):
+        for key, colour, label in (("train_error", "tab:blue", "train"), ("test_error", "tab:red", "test")):
+            curves = np.array([r["curves"][key] for r in v["rounds"] if r["curves"].get(key)], dtype=float)
+            if curves.size == 0:
+                continue
+            epochs = np.arange(1, curves.shape[1] + 1)
+            mean, std = curves.mean(0), curves.std(0)
+            ax.plot(epochs, 100 * mean, color=colour, label=label)
+            ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.2)
+        ax.set_title(v["name"], fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("error (%)")
+    for ax in list(axes.flat)[len(variants) :]:
+        ax.axis("off")
+    if variants:
+        axes.flat[0].legend()
+    fig.suptitle(f"Learning curves, mean ± std over {document['config']['rounds']} rounds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+
+
+def plot_accuracy(document: dict, path: Path) -> None:
+    """Bar chart of mean test accuracy per variant with ± std error bars."""
+    variants = [v for v in document["variants"] if v.get("status") == "ok"]
+    fig = Figure(figsize=(max(6, 0.5 * len(variants) + 2), 4.5))
+    ax = fig.subplots()
+    colours = {"none": "tab:gray", "weight sharing": "tab:blue", "auxiliary loss": "tab:orange", "both": "tab:green"}
+    positions = range(len(variants))
+    ax.bar(
+        positions,
+        [100 * v["test_accuracy_mean"] for v in variants],
+        yerr=[100 * v["test_accuracy_std"] for v in variants],
+        color=[colours[v["technique"]] for v in variants],
+        capsize=3,
+    )
+    ax.set_xticks(list(positions), [v["name"] for v in variants], rotation=60, ha="right", fontsize=8)
+    low = min((100 * (v["test_accuracy_mean"] - v["test_accuracy_std"]) for v in variants), default=50)
+    ax.set_ylim(max(0, low - 5), 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Test accuracy, mean ± std over {document['config']['rounds']} rounds")
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    ax.legend(handles, list(colours), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
