@@ -167,6 +167,12 @@ def value(choice: Enum | None) -> str | None:
 
 RECIPE = "architecture's recipe"
 
+
+def examples(*commands: str) -> str:
+    """An epilog of example commands, one per line (Typer's rich help keeps paragraphs apart)."""
+    return "Examples:\n\n" + "\n\n".join(f"  {command}" for command in commands)
+
+
 # Options that mean the same in train and bench: one definition, the same name, type and help.
 DataDirOption = typer.Option(
     None,
@@ -239,9 +245,10 @@ ValFractionOption = typer.Option(
 )  # fmt: skip
 
 
-EPILOG_TRAIN = (
-    "Examples:  digitcmp train --rounds 10   ·   digitcmp train --arch conv6 --no-weight-sharing --aux-weight 0   ·   "
-    "digitcmp train --data-dir ~/data/mnist --json > run.json"
+EPILOG_TRAIN = examples(
+    "digitcmp train --rounds 10",
+    "digitcmp train --arch conv6 --no-weight-sharing --aux-weight 0",
+    "digitcmp train --data-dir ~/data/mnist --json > run.json",
 )
 
 
@@ -336,10 +343,11 @@ def train(
     log.print(f"next: digitcmp export {run.checkpoint}")
 
 
-EPILOG_BENCH = (
-    "Examples:  digitcmp bench --quick   ·   digitcmp bench --data-dir ~/data/mnist --out runs/study   ·   "
-    "digitcmp bench --arch conv6 --width 8,16,32,64 --lr 1e-3,3e-3   ·   "
-    "digitcmp bench --quick --compare benchmarks/baseline.json"
+EPILOG_BENCH = examples(
+    "digitcmp bench --quick",
+    "digitcmp bench --data-dir ~/data/mnist --out runs/study",
+    "digitcmp bench --arch conv6 --width 8,16,32,64 --lr 1e-3,3e-3",
+    "digitcmp bench --quick --compare benchmarks/baseline.json",
 )
 
 
@@ -490,7 +498,7 @@ def bench(
         raise typer.Exit(1)
 
 
-EPILOG_EXPORT = "Examples:  digitcmp export   ·   digitcmp export runs/study/best.pt --out models/mine.onnx"
+EPILOG_EXPORT = examples("digitcmp export", "digitcmp export runs/study/best.pt --out models/mine.onnx")
 
 
 @app.command(epilog=EPILOG_EXPORT)
@@ -521,9 +529,10 @@ def export(
     log.print(f"next: digitcmp predict first.png second.png --model {summary.path}")
 
 
-EPILOG_PREDICT = (
-    "Examples:  digitcmp predict three.png seven.jpg   ·   digitcmp predict a.png b.png --json   ·   "
-    "digitcmp predict --pairs pairs.csv --model models/mine.onnx"
+EPILOG_PREDICT = examples(
+    "digitcmp predict three.png seven.jpg",
+    "digitcmp predict a.png b.png --json",
+    "digitcmp predict --pairs pairs.csv --model models/mine.onnx",
 )
 
 

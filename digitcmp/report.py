@@ -74,11 +74,15 @@ def outcome_line(outcome: Outcome) -> str:
 
 
 def recipe_text(arch: str) -> str:
-    """An architecture's training recipe as the settings that differ from the reports' protocol."""
+    """An architecture's training recipe, as the flags that set it apart from the reports' protocol."""
     reports, recipe = TrainConfig(), TrainConfig.for_arch(arch)
-    changed = [f"{f.name} {getattr(recipe, f.name)}" for f in fields(recipe)
-               if getattr(recipe, f.name) != getattr(reports, f.name)]  # fmt: skip
-    return "the reports' protocol" + (f" with {', '.join(changed)}" if changed else "")
+    flags = []
+    for f in fields(recipe):
+        new = getattr(recipe, f.name)
+        if new != getattr(reports, f.name):
+            flag = "--" + f.name.replace("_", "-")
+            flags.append(flag if new is True else f"{flag} {new:g}" if isinstance(new, float) else f"{flag} {new}")
+    return " ".join(flags) if flags else "the reports' protocol"
 
 
 def architectures_records() -> list[dict]:

@@ -26,6 +26,13 @@ def write_idx_pair(folder: Path, stems: tuple[str, str], images: np.ndarray, lab
         (folder / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the official MNIST test set carry the ``mnist`` marker (``-m "not mnist"`` leaves them out)."""
+    for item in items:
+        if "mnist_test_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mnist)
+
+
 def assert_one_line_error(result, code: int, *words: str) -> None:
     """A CLI result that failed with ``code``, no traceback, and a last line 'error: ...' holding ``words``."""
     assert result.exit_code == code, result.output

@@ -152,6 +152,7 @@ def bench_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_bench_writes_every_results_file(bench_run):
     out, result = bench_run
     assert {"results.json", "results.csv", "summary.md", "curves.png", "accuracy.png", "best.pt"} <= {
@@ -176,6 +177,7 @@ def test_bench_writes_every_results_file(bench_run):
     assert "Test accuracy, mean ± std over 2 rounds" in result.stdout and "✅" in result.stdout
 
 
+@pytest.mark.slow
 def test_compare_against_a_better_baseline_exits_1(bench_run, tmp_path):
     out, _ = bench_run
     document = json.loads((out / "results.json").read_text())
@@ -188,6 +190,7 @@ def test_compare_against_a_better_baseline_exits_1(bench_run, tmp_path):
     assert result.output.strip().splitlines()[-1].startswith("error: regression against")
 
 
+@pytest.mark.slow
 def test_compare_with_the_same_run_passes(bench_run, tmp_path):
     out, _ = bench_run
     result = bench(

@@ -37,6 +37,7 @@ def checkpoints(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["shallow-fc", "vgg4"])
 def test_export_is_checked_has_metadata_and_a_dynamic_batch(checkpoints, tmp_path, arch):
     out = tmp_path / "m.onnx"

@@ -210,6 +210,7 @@ def test_usage_mistakes(two_images):
         assert_one_line_error(runner.invoke(app, args), 2, "predict" if len(args) == 2 else "not both")
 
 
+@pytest.mark.slow
 def test_predict_runs_without_torch(two_images):
     a, b, _, _ = two_images
     code = (

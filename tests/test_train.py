@@ -31,6 +31,7 @@ def rounds():
     return draw_rounds(load_source(None), rounds=2, n_train=1000, n_test=1000, val_fraction=0.1, seed=0)
 
 
+@pytest.mark.slow
 def test_short_training_beats_chance_clearly(rounds):
     result = train_variant(create_variant("shallow-fc", True, 1.0), rounds, TrainConfig(epochs=8), CPU, seed=0)
     summary = result.summary()
@@ -43,6 +44,7 @@ def test_short_training_beats_chance_clearly(rounds):
     assert len(curves["test_error"]) == 8 and len(curves["val_error"]) == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["lenet", "vgg4"])
 def test_evaluation_uses_the_variants_views_in_small_forwards(arch, rounds, monkeypatch):
     test = stack([r.test for r in rounds], CPU)
@@ -62,6 +64,7 @@ def test_evaluation_uses_the_variants_views_in_small_forwards(arch, rounds, monk
         assert max(sizes) * model.networks <= train_module.CPU_EVAL_PAIRS
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(rounds):
     config = TrainConfig(epochs=2)
     a = train_variant(create_variant("lenet", False, 0.0), rounds, config, CPU, seed=3)
@@ -131,6 +134,7 @@ def test_the_all_pairs_loss_applies_only_where_every_pair_has_a_score_and_a_targ
     assert vgg.fitted(create_variant("vgg4", False, 0.0)) == replace(vgg, all_pairs=False)  # nothing else changes
 
 
+@pytest.mark.slow
 def test_training_with_the_all_pairs_loss_learns_and_records_it(rounds):
     variant, config = create_variant("shallow-fc", True, 1.0, head="structured"), TrainConfig(epochs=8, all_pairs=True)
     result = train_variant(variant, rounds, config, CPU, seed=0)
@@ -139,13 +143,21 @@ def test_training_with_the_all_pairs_loss_learns_and_records_it(rounds):
     assert not plain.config.all_pairs  # recorded as it ran: no digit classes, drawn pairs only
 
 
-def test_onecycle_and_sgd_train_without_error(rounds):
-    for config in (
-        TrainConfig(epochs=2, schedule="onecycle", optimizer="adamw"),
-        TrainConfig(epochs=2, optimizer="sgd"),
-    ):
-        result = train_variant(create_variant("deep-fc", True, 0.5), rounds, config, CPU)
-        assert 0.4 < result.summary()["test_accuracy_mean"] <= 1.0
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(epochs=4, optimizer="adamw", schedule="onecycle", lr=3e-3),
+        TrainConfig(epochs=4, optimizer="sgd", lr=0.05),
+    ],
+    ids=["adamw-onecycle", "sgd"],
+)
+def test_every_optimizer_and_schedule_learns(rounds, config):
+    result = train_variant(create_variant("deep-fc", True, 0.5), rounds, config, CPU)
+    for r in result.rounds:
+        assert r.curves["train_loss"][-1] < 0.85 * r.curves["train_loss"][0]
+    # In 4 epochs from scratch: digits well above chance (10%), comparisons above always answering "≤" (55%).
+    assert result.summary()["digit_accuracy_mean"] > 0.5 and result.summary()["test_accuracy_mean"] > 0.62
 
 
 def test_cpu_rounds_train_in_chunks_of_a_few_networks(monkeypatch):
@@ -171,5 +183,7 @@ def test_freed_activation_memory_is_reused_without_page_faults() -> None:
         torch.empty(16 * 2**20).fill_(1.0)  # 64 MB, above glibc's largest mmap threshold (32 MB)
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-    faults_for_one_allocation()  # the first one may grow the heap
-    assert faults_for_one_allocation() < 1000  # a fresh 64 MB mapping faults ~16,000 times (4 KB pages)
+    for _ in range(6):  # the first few grow the heap until it holds the block and what lands beside it
+        faults_for_one_allocation()
+    # A fresh 64 MB mapping faults ~16,000 times (4 KB pages), every time; reused heap memory does not.
+    assert sorted(faults_for_one_allocation() for _ in range(5))[2] < 1000
