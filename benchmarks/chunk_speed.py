@@ -21,7 +21,7 @@ import torch
 
 from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
-from digitcmp.train import stack, train_members
+from digitcmp.train import train_members
 from digitcmp.variant import create_variant
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     counts = [int(r) for r in args.rounds.split(",")]
-    data = draw_rounds(load_source(None), max(counts), 1000, 1000, 0.1, seed=0)
+    data = draw_rounds(load_source(None), max(counts), 1000, 1000, 0.0, seed=0)
     variant = create_variant(args.arch, True, 1.0, ensemble=args.ensemble)
     config = TrainConfig.for_arch(args.arch, epochs=1, curves=False)
     pairs = len(data[0].train) * (2 if config.swap else 1)
@@ -44,11 +44,10 @@ def main() -> None:
     print(f"{variant.name}: 1 epoch = {steps} steps of {config.batch_size} pairs per network, {args.threads} threads")
     print(f"{'rounds':>6} {'networks':>8} {'ms/step':>8} {'ms/network-step':>16}")
     for count in counts:
-        train, test = stack([r.train for r in data[:count]], cpu), stack([r.test for r in data[:count]], cpu)
         times = []
         for _ in range(args.repeats):
             started = time.perf_counter()
-            train_members(variant, train, None, test, config, cpu)
+            train_members(variant, data[:count], config, cpu)
             times.append((time.perf_counter() - started) / steps)
         step = statistics.median(times)
         networks = count * variant.ensemble

@@ -20,6 +20,8 @@ from .preprocess import INPUT_SIZE
 # in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
 ELASTIC_SIGMA = 3.0
 # Test-time views: the digit itself and its four 1-pixel shifts (dy, dx), then the fixed warps.
+# The Gaussian filter's reach on each side (2.5 σ): noise is drawn this much larger than the digit.
+FILTER_RADIUS = math.ceil(2.5 * ELASTIC_SIGMA)
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 # Strength (displacement std, px) of the fixed test-time warps: vgg4's training strength; 0.4-0.7 averaged the
 # same in bundled-protocol trials, 1.0 less (docs/results.md).
@@ -27,12 +29,16 @@ TTA_WARP_STRENGTH = 0.5
 TTA_WARP_SEED = 0  # the generator of the fixed warps: a model's views are the same on every machine
 
 
-def random_shift(inputs: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Shift every digit independently by up to ``max_shift`` pixels in each direction, filling with black."""
+def random_shift(inputs: torch.Tensor, max_shift: int, generators: list[torch.Generator]) -> torch.Tensor:
+    """Shift every digit of networks×…×14×14 independently by up to ``max_shift`` pixels in each direction,
+    filling with black; network n's offsets come from ``generators[n]``."""
     size = inputs.shape[-1]
     flat = inputs.reshape(-1, size, size)
+    per_network = len(flat) // len(generators)
+    offsets = torch.cat(
+        [torch.randint(0, 2 * max_shift + 1, (2, per_network, 1), generator=g) for g in generators], dim=1
+    ).to(inputs.device)
     padded = F.pad(flat, (max_shift,) * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (2, len(flat), 1), device=inputs.device)
     grid = torch.arange(size, device=inputs.device)
     rows, cols = offsets[0] + grid, offsets[1] + grid
     shifted = padded[torch.arange(len(flat), device=inputs.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
@@ -45,7 +51,7 @@ def elastic_filter(size: int, device: torch.device, dtype: torch.dtype) -> tuple
     as a banded matrix (band @ noise @ band.T filters rows and columns in two small matrix products, three times
     faster on the CPU than two convolutions), scaled so that filtered unit noise moves each pixel by one pixel
     (std; 2/size in grid units), and the identity sampling grid."""
-    radius = math.ceil(2.5 * ELASTIC_SIGMA)
+    radius = FILTER_RADIUS
     taps = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     kernel = torch.exp(-(taps**2) / (2 * ELASTIC_SIGMA**2))
     kernel = kernel / kernel.sum()
@@ -70,17 +76,27 @@ def warp_grids(
     """``count`` random sampling grids (count×size×size×2, for ``grid_sample``): the identity plus a smooth
     displacement field, white noise through a Gaussian filter of ``ELASTIC_SIGMA`` px, scaled to a standard
     deviation of ``strength`` px per pixel."""
-    band, identity = elastic_filter(size, device, dtype)
-    noise = torch.randn(count, 2, band.shape[1], band.shape[1], device=device, dtype=dtype, generator=generator)
+    side = size + 2 * FILTER_RADIUS
+    noise = torch.randn(count, 2, side, side, device=device, dtype=dtype, generator=generator)
+    return smooth_grids(noise, size, strength)
+
+
+def smooth_grids(noise: torch.Tensor, size: int, strength: float) -> torch.Tensor:
+    """Sampling grids from white noise N×2×L×L (L = size + the filter's two margins), as ``warp_grids``."""
+    band, identity = elastic_filter(size, noise.device, noise.dtype)
     return identity + (band @ noise @ band.T).permute(0, 2, 3, 1) * strength
 
 
-def elastic_warp(inputs: torch.Tensor, strength: float) -> torch.Tensor:
-    """Warp every digit by its own random grid (``warp_grids``), resampled bilinearly: handwriting varies like
-    that, and 900 training pairs do not show enough of it."""
+def elastic_warp(inputs: torch.Tensor, strength: float, generators: list[torch.Generator]) -> torch.Tensor:
+    """Warp every digit of networks×…×14×14 by its own random grid (``warp_grids``; network n's noise from
+    ``generators[n]``), resampled bilinearly: handwriting varies like that, and 900 training pairs do not show
+    enough of it. The noise is drawn on the CPU, so a round's warps are the same on every device."""
     size = inputs.shape[-1]
     flat = inputs.reshape(-1, 1, size, size)
-    grids = warp_grids(len(flat), size, strength, inputs.device, inputs.dtype)
+    per_network = len(flat) // len(generators)
+    side = size + 2 * FILTER_RADIUS
+    noise = torch.cat([torch.randn(per_network, 2, side, side, dtype=inputs.dtype, generator=g) for g in generators])
+    grids = smooth_grids(noise.to(inputs.device), size, strength)
     return F.grid_sample(flat, grids, align_corners=False).view_as(inputs)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import rng
 from .config import DATA_ENV
 from .errors import DigitcmpError
 from .preprocess import pool_digits
@@ -67,8 +68,9 @@ class PairSet:
 
 @dataclass(frozen=True)
 class RoundData:
-    """One round's draw: training pairs, the validation pairs carved from them (or None), and test pairs."""
+    """Round ``index``'s draw: training pairs, the validation pairs carved from them (or None), and test pairs."""
 
+    index: int
     train: PairSet
     val: PairSet | None
     test: PairSet
@@ -205,16 +207,23 @@ def split_validation(pairs: PairSet, val_fraction: float) -> tuple[PairSet, Pair
 
 
 def draw_rounds(
-    source: DigitSource, rounds: int, n_train: int, n_test: int, val_fraction: float, seed: int
+    source: DigitSource,
+    rounds: int,
+    n_train: int,
+    n_test: int,
+    val_fraction: float,
+    seed: int,
+    first: int = 0,
 ) -> list[RoundData]:
-    """Draw every round's pairs from one seeded generator, so a seed fixes the whole experiment's data."""
-    generator = torch.Generator().manual_seed(seed)
+    """Rounds ``first`` … ``first + rounds − 1``; each round's pairs come from its own generator (seed, round), so
+    a round's data never depends on which other rounds were drawn."""
     pools = [
         (torch.from_numpy(pool_digits(d.images)), torch.from_numpy(d.labels.astype(np.int64)))
         for d in (source.train, source.test)
     ]
     result = []
-    for _ in range(rounds):
+    for index in range(first, first + rounds):
+        generator = rng.generator(seed, index, 0, "data")
         train, val = split_validation(draw_pairs(*pools[0], n_train, generator), val_fraction)
-        result.append(RoundData(train, val, draw_pairs(*pools[1], n_test, generator)))
+        result.append(RoundData(index, train, val, draw_pairs(*pools[1], n_test, generator)))
     return result

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, rng
 from .augment import elastic_warp, random_shift
 from .config import TrainConfig
 from .data import DigitSource, PairSet, RoundData, draw_rounds
@@ -157,6 +157,12 @@ def stack(pairs: list[PairSet], device: torch.device) -> PairSet:
     return PairSet(*(torch.stack([getattr(p, f) for p in pairs]).to(device) for f in ("inputs", "targets", "classes")))
 
 
+def stack_rounds(rounds: list[RoundData], device: torch.device) -> tuple[PairSet, PairSet | None, PairSet]:
+    """The training, validation (None without a split) and test pairs of several rounds, stacked E×N."""
+    val = stack([r.val for r in rounds], device) if rounds[0].val is not None else None
+    return stack([r.train for r in rounds], device), val, stack([r.test for r in rounds], device)
+
+
 def add_swapped(pairs: PairSet) -> PairSet:
     """Append every pair with its two digits swapped; the target follows the classes (equal digits stay 1)."""
     classes = pairs.classes.flip(-1)
@@ -202,38 +208,44 @@ def make_optimizer(model: ComparisonNet, config: TrainConfig, steps: int):
 
 def train_members(
     variant: Variant,
-    train: PairSet,
-    val: PairSet | None,
-    test: PairSet,
+    rounds: list[RoundData],
     config: TrainConfig,
     device: torch.device,
+    seed: int = 0,
     on_epoch: Callable[[int], None] | None = None,
 ) -> tuple[ComparisonNet, list[dict[str, list[float | None]]]]:
-    """Train one member per round (pairs stacked E×N on the device), all at once; return the model and each
-    member's per-epoch curves (training loss and error averaged over an ensemble's networks)."""
+    """Train one member per round (its pairs stacked E×N on the device), all at once; return the model and each
+    member's per-epoch curves (training loss and error averaged over an ensemble's networks).
+
+    Every random draw of round r's networks (initial parameters, batch order, augmentation, dropout masks) comes
+    from generators of (seed, r) alone (digitcmp.rng), so a round trains the same in any grouping."""
     config = config.fitted(variant)
     keep_freed_memory()
+    train, val, test = stack_rounds(rounds, device)
     fit = add_swapped(train) if config.swap else train
     members, n = fit.targets.shape
     k = variant.ensemble
     if k > 1:  # every network of a member's ensemble sees that member's pairs, in its own order and shifts
         fit = PairSet(*(t.repeat_interleave(k, dim=0) for t in (fit.inputs, fit.targets, fit.classes)))
-    model = ComparisonNet(variant, members).to(device).train()
+    indices = [r.index for r in rounds]
+    streams = {name: rng.network_generators(seed, indices, k, name) for name in ("order", "augment", "dropout")}
+    model = ComparisonNet(variant, members, rng.network_generators(seed, indices, k, "init")).to(device).train()
+    model.use_dropout_generators(streams["dropout"])
     steps_per_epoch = math.ceil(n / config.batch_size)
     optimizer, scheduler = make_optimizer(model, config, config.epochs * steps_per_epoch)
     member_index = torch.arange(model.networks, device=device)[:, None]
     history: dict[str, list[torch.Tensor]] = {"train_loss": [], "train_error": [], "val_error": [], "test_error": []}
     for _ in range(config.epochs):
-        order = torch.rand(model.networks, n, device=device).argsort(dim=1)
+        order = epoch_order(streams["order"], n).to(device)
         loss_sum = torch.zeros(model.networks, device=device)
         wrong = torch.zeros(model.networks, device=device)
         for start in range(0, n, config.batch_size):
             batch = member_index, order[:, start : start + config.batch_size]
             inputs = fit.inputs[batch]
             if config.elastic:
-                inputs = elastic_warp(inputs, config.elastic)
+                inputs = elastic_warp(inputs, config.elastic, streams["augment"])
             if config.shift:
-                inputs = random_shift(inputs, config.shift)
+                inputs = random_shift(inputs, config.shift, streams["augment"])
             logits, digits = model.single_view(inputs)
             targets = fit.targets[batch]
             loss = comparison_loss(
@@ -262,11 +274,17 @@ def train_members(
             history["test_error"].append(1 - evaluate(model, test, tta=False)[0])
         if on_epoch is not None:
             on_epoch(members)
+    model.use_dropout_generators(None)
     curves = {
         key: [rounded(*row) for row in torch.stack(values).T] if values else [[]] * members
         for key, values in history.items()
     }
     return model, [{key: curves[key][m] for key in curves} for m in range(members)]
+
+
+def epoch_order(generators: list[torch.Generator], n: int) -> torch.Tensor:
+    """One epoch's batch order for every network: a permutation of its n pairs from its own generator."""
+    return torch.stack([torch.randperm(n, generator=g) for g in generators])
 
 
 def train_variant(
@@ -277,9 +295,9 @@ def train_variant(
     seed: int = 0,
     on_epoch: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Train and evaluate one variant on every round's data; the seed fixes initialisation and shuffling."""
+    """Train and evaluate one variant on every round's data, in chunks of rounds trained together; each round's
+    randomness comes from (seed, its index), so the chunking changes the speed, not the results."""
     config = config.fitted(variant).check()
-    torch.manual_seed(seed)
     together = config.rounds_together or (
         len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)
     )
@@ -289,10 +307,8 @@ def train_variant(
     for first in range(0, len(rounds), together):
         chunk = rounds[first : first + together]
         started = time.perf_counter()
-        train = stack([r.train for r in chunk], device)
-        val = stack([r.val for r in chunk], device) if chunk[0].val is not None else None
-        test = stack([r.test for r in chunk], device)
-        model, curves = train_members(variant, train, val, test, config, device, on_epoch)
+        model, curves = train_members(variant, chunk, config, device, seed, on_epoch)
+        train, val, test = stack_rounds(chunk, device)
         fit_acc = evaluate(model, train)[0]
         val_acc = evaluate(model, val)[0] if val is not None else None
         test_acc, digit_acc = evaluate(model, test)
@@ -300,15 +316,14 @@ def train_variant(
             torch.cuda.synchronize(device)  # kernels run asynchronously: wait for them before reading the clock
         seconds = (time.perf_counter() - started) / len(chunk)
         params = count_parameters(model)
-        for m in range(len(chunk)):
+        for m, data in enumerate(chunk):
             val_acc_m = None if val_acc is None else val_acc[m]
-            results.append(
-                RoundResult(first + m, *rounded(fit_acc[m], val_acc_m, test_acc[m], digit_acc[m], seconds), curves[m])
-            )
+            figures = rounded(fit_acc[m], val_acc_m, test_acc[m], digit_acc[m], seconds)
+            results.append(RoundResult(data.index, *figures, curves[m]))
             # Model selection uses validation accuracy (training accuracy when there is no validation split).
             score = float(val_acc_m if val_acc_m is not None else fit_acc[m])
             if best is None or score > best[0]:
-                best = (score, first + m, member_state(model, m))
+                best = (score, data.index, member_state(model, m))
     assert best is not None
     return RunResult(variant, params, config, str(device), results, best[1], best[2])
 

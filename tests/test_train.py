@@ -73,13 +73,6 @@ def test_training_is_deterministic_for_a_seed(rounds):
     assert all(torch.equal(a.best_state[k], b.best_state[k]) for k in a.best_state)
 
 
-def test_rounds_trained_one_at_a_time_or_together_give_the_same_kind_of_result(rounds):
-    config = TrainConfig(epochs=3, rounds_together=1, curves=False)
-    result = train_variant(create_variant("deep-fc", True, 1.0), rounds, config, CPU)
-    assert len(result.rounds) == 2 and result.rounds[0].curves["test_error"] == []
-    assert result.best_round in (0, 1)
-
-
 def test_swapped_pairs_keep_equal_digits_at_one(rounds):
     pairs = rounds[0].train
     swapped = add_swapped(pairs)

@@ -2,7 +2,8 @@
 
 Towers use two layouts: "maps" B×(E·C)×H×W for convolutions (one grouped convolution computes every member) and
 "vectors" E×B×F for fully connected layers (one batched matrix product). Member m of a layer computes exactly
-what a lone layer with member m's parameters would.
+what a lone layer with member m's parameters would, and draws its initial parameters and dropout masks from its
+own generator, so a member is the same whichever others share the model (digitcmp.rng).
 """
 
 from __future__ import annotations
@@ -14,14 +15,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
+@torch.no_grad()
+def uniform_per_member(parameters: tuple[nn.Parameter, ...], bound: float, generators: list[torch.Generator]) -> None:
+    """Fill each member's slice of the parameters from its own generator (member by member, parameter by
+    parameter), with torch's default initialisation U(−bound, bound) for linear and convolution layers."""
+    for member, generator in enumerate(generators):
+        for parameter in parameters:
+            parameter[member].uniform_(-bound, bound, generator=generator)
+
+
 class MemberLinear(nn.Module):
     """A fully connected layer per member: E×B×F_in → E×B×F_out."""
 
     def __init__(self, members: int, fan_in: int, fan_out: int) -> None:
         super().__init__()
-        bound = 1 / math.sqrt(fan_in)  # torch's default nn.Linear initialisation
-        self.weight = nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.empty(members, fan_in, fan_out))
+        self.bias = nn.Parameter(torch.empty(members, 1, fan_out))
+
+    def initialise(self, generators: list[torch.Generator]) -> None:
+        uniform_per_member((self.weight, self.bias), 1 / math.sqrt(self.weight.shape[1]), generators)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
@@ -32,12 +44,13 @@ class MemberConv2d(nn.Module):
 
     def __init__(self, members: int, channels_in: int, channels_out: int, kernel: int = 3, padding: int = 0):
         super().__init__()
-        bound = 1 / math.sqrt(channels_in * kernel * kernel)  # torch's default nn.Conv2d initialisation
-        self.weight = nn.Parameter(
-            torch.empty(members, channels_out, channels_in, kernel, kernel).uniform_(-bound, bound)
-        )
-        self.bias = nn.Parameter(torch.empty(members, channels_out).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.empty(members, channels_out, channels_in, kernel, kernel))
+        self.bias = nn.Parameter(torch.empty(members, channels_out))
         self.padding = padding
+
+    def initialise(self, generators: list[torch.Generator]) -> None:
+        fan_in = self.weight[0, 0].numel()  # channels_in × kernel²
+        uniform_per_member((self.weight, self.bias), 1 / math.sqrt(fan_in), generators)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         members = self.weight.shape[0]
@@ -67,6 +80,29 @@ class MemberBatchNorm2d(nn.Module):
             self.momentum,
             self.eps,
         )
+
+
+class MemberDropout(nn.Module):
+    """Dropout whose masks each member draws from its own generator (set by the network for training; without
+    one, torch's global generator), on maps B×(E·C)×H×W or vectors E×B×F."""
+
+    def __init__(self, members: int, p: float, maps: bool) -> None:
+        super().__init__()
+        self.members, self.p, self.maps = members, p, maps
+        self.generators: list[torch.Generator] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        generators = self.generators or [None] * self.members
+        if self.maps:  # per member B×H×W×C, side by side along channels: a channels-last view of B×(E·C)×H×W
+            batch, channels, height, width = x.shape
+            shape = (batch, height, width, channels // self.members)
+            masks = [torch.empty(shape).bernoulli_(1 - self.p, generator=g) for g in generators]
+            mask = torch.cat(masks, dim=-1).permute(0, 3, 1, 2)
+        else:
+            mask = torch.stack([torch.empty(x.shape[1:]).bernoulli_(1 - self.p, generator=g) for g in generators])
+        return x * mask.to(x.device, x.dtype) / (1 - self.p)
 
 
 class ImagesToMaps(nn.Module):

@@ -17,7 +17,7 @@ from ..archs import get_arch
 from ..augment import TTA_SHIFTS, take_views, tta_views
 from ..preprocess import INPUT_SIZE, MNIST_MEAN, MNIST_STD
 from ..variant import Variant
-from .layers import MemberLinear
+from .layers import MemberConv2d, MemberDropout, MemberLinear
 
 
 class StructuredHead(nn.Module):
@@ -46,7 +46,9 @@ class ComparisonNet(nn.Module):
     an ensemble of ``variant.ensemble`` networks (usually one), stored member-major.
     """
 
-    def __init__(self, variant: Variant, members: int = 1) -> None:
+    def __init__(self, variant: Variant, members: int = 1, generators: list[torch.Generator] | None = None) -> None:
+        """``generators``: one per network (members × ensemble), for its initial parameters; torch's global
+        generator without them."""
         super().__init__()
         self.variant = variant
         self.members = members
@@ -61,10 +63,23 @@ class ComparisonNet(nn.Module):
             )
         else:
             self.head = StructuredHead()
+        self.initialise(generators or [torch.default_generator] * networks)
         # Derived from the variant, not learned: rebuilt with the model, never saved in checkpoints.
         view_index, view_weight = tta_views(variant.tta_warps)
         self.register_buffer("view_index", view_index, persistent=False)
         self.register_buffer("view_weight", view_weight, persistent=False)
+
+    def initialise(self, generators: list[torch.Generator]) -> None:
+        """Draw every network's initial parameters from its own generator, layer by layer in a fixed order."""
+        for module in self.modules():
+            if isinstance(module, (MemberLinear, MemberConv2d)):
+                module.initialise(generators)
+
+    def use_dropout_generators(self, generators: list[torch.Generator] | None) -> None:
+        """Make every dropout layer draw each network's masks from that network's generator."""
+        for module in self.modules():
+            if isinstance(module, MemberDropout):
+                module.generators = generators
 
     def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10), one model per member.

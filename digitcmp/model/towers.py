@@ -7,7 +7,15 @@ import itertools
 
 from torch import nn
 
-from .layers import ImagesToMaps, ImagesToVectors, MapsToVectors, MemberBatchNorm2d, MemberConv2d, MemberLinear
+from .layers import (
+    ImagesToMaps,
+    ImagesToVectors,
+    MapsToVectors,
+    MemberBatchNorm2d,
+    MemberConv2d,
+    MemberDropout,
+    MemberLinear,
+)
 
 
 def shallow_fc(members: int, width: int | None = None) -> nn.Module:
@@ -45,7 +53,7 @@ def conv6(members: int, width: int) -> nn.Module:
             MemberConv2d(members, 1 if block == 0 else width, width),
             MemberBatchNorm2d(members, width),
             nn.ReLU(),
-            nn.Dropout(0.1),
+            MemberDropout(members, 0.1, maps=True),
         ]
     return nn.Sequential(*layers, MapsToVectors(members), MemberLinear(members, width * 4, 10))
 
@@ -63,9 +71,9 @@ def vgg4(members: int, width: int) -> nn.Module:
     return nn.Sequential(
         *layers,
         MapsToVectors(members),
-        nn.Dropout(0.3),
+        MemberDropout(members, 0.3, maps=False),
         MemberLinear(members, 2 * width * 9, 128),
         nn.ReLU(),
-        nn.Dropout(0.3),
+        MemberDropout(members, 0.3, maps=False),
         MemberLinear(members, 128, 10),
     )
