@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .errors import DigitcmpError
 
 TOWERS_MODULE = "digitcmp.model.towers"
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu")
 
 
 @dataclass(frozen=True)
@@ -22,48 +23,73 @@ class ArchSpec:
 
     name: str
     description: str
-    builder: str  # function name in digitcmp.model.towers: (members, width) -> nn.Module
-    default_width: int | None = None  # None: the architecture has no width option
-    default_head: str = "mlp"
-    default_tta: bool = False
-    default_tta_warps: int = 0  # fixed elastic warps among the test-time views
-    default_ensemble: int = 1
+    builder: str  # function name in digitcmp.model.towers: (members, variant) -> nn.Module
+    channels: tuple[int, ...] = ()  # output channels of each convolution layer; () for fully connected towers
+    hidden: tuple[int, ...] = ()  # widths of the hidden fully connected layers
+    dropout: float = 0.0  # the towers' dropout rate (where the architecture places dropout: docs/models.md)
+    batch_norm: bool = False  # batch normalisation (convolutions of conv towers, hidden layers of FC towers)
+    head: str = "mlp"
+    tta: bool = False
+    tta_warps: int = 0  # fixed elastic warps among the test-time views
+    ensemble: int = 1
     params: tuple[int, int] = (0, 0)  # parameters at the defaults, with / without weight sharing (tests check)
 
     def build_tower(self) -> Callable:
         """The tower builder, imported on first use (it needs torch)."""
         return getattr(importlib.import_module(TOWERS_MODULE), self.builder)
 
+    def scaled_channels(self, first: int) -> tuple[int, ...]:
+        """The default channels scaled so that the first layer has ``first``: ``--channels 8`` for vgg4 is
+        8, 8, 16, 16."""
+        return tuple(max(1, round(c * first / self.channels[0])) for c in self.channels)
+
 
 ARCHS: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
-        ArchSpec("shallow-fc", "one hidden layer of 500 units (196-500-10)", "shallow_fc", params=(104_919, 208_429)),
         ArchSpec(
-            "deep-fc", "four decreasing fully connected layers (196-256-128-64-10)", "deep_fc", params=(93_643, 185_877)
+            "shallow-fc",
+            "one hidden layer of 500 units (196-500-10)",
+            "fully_connected",
+            hidden=(500,),
+            params=(104_919, 208_429),
+        ),
+        ArchSpec(
+            "deep-fc",
+            "three decreasing hidden layers (196-256-128-64-10)",
+            "fully_connected",
+            hidden=(256, 128, 64),
+            params=(93_643, 185_877),
         ),
         ArchSpec(
             "lenet",
             "LeNet-style: two 3×3 conv + max-pool stages (32, 64 channels), then 256-200-10",
             "lenet",
+            channels=(32, 64),
+            hidden=(200,),
             params=(73_635, 145_861),
         ),
         ArchSpec(
             "conv6",
-            "six blocks of unpadded 3×3 conv, BatchNorm, ReLU, dropout 0.1 → width×2×2 → 10",
+            "six blocks of unpadded 3×3 conv (32 channels), BatchNorm, ReLU, dropout 0.1 → 32×2×2 → 10",
             "conv6",
-            default_width=32,
+            channels=(32,) * 6,
+            dropout=0.1,
+            batch_norm=True,
             params=(49_643, 97_877),
         ),
         ArchSpec(
             "vgg4",
-            "VGG-style: two stages of two padded 3×3 conv + BatchNorm + ReLU (width, 2·width), max-pool, dropout, "
-            "→ 128 → 10",
+            "VGG-style: two stages of two padded 3×3 conv + BatchNorm + ReLU (16, 32 channels) and a max-pool, "
+            "dropout 0.3 → 128 → 10",
             "vgg4",
-            default_width=16,
-            default_head="structured",
-            default_tta=True,
-            default_tta_warps=32,
+            channels=(16, 16, 32, 32),
+            hidden=(128,),
+            dropout=0.3,
+            batch_norm=True,
+            head="structured",
+            tta=True,
+            tta_warps=32,
             params=(54_842, 109_684),
         ),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -19,16 +19,19 @@ from .archs import get_arch
 from .config import TrainConfig
 from .data import DigitSource, draw_rounds
 from .errors import DigitcmpError
-from .report import write_bench_files
+from .report import write_results
 from .train import RunResult, environment, train_variant
 from .variant import Variant, create_variant
 
 SCHEMA_VERSION = 1
-# What identifies a grid cell in results files, baselines and comparisons: the variant and the grid's axes.
-KEY_FIELDS = (
-    *("arch", "weight_sharing", "aux_weight", "width", "head", "tta", "ensemble", "tta_warps"),
-    *("lr", "batch_size", "weight_decay"),
-)
+# What identifies a grid cell in results files, baselines and comparisons: the variant and the training axes.
+TRAINING_AXES = ("lr", "batch_size", "weight_decay")
+KEY_FIELDS = (*(f.name for f in fields(Variant)), *TRAINING_AXES)
+
+
+def cell_key(record: dict) -> str:
+    """A results record's identity as one hashable value (layer sizes are lists in JSON)."""
+    return json.dumps([record.get(name) for name in KEY_FIELDS])
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ class BenchConfig:
     archs: tuple[str, ...]
     weight_sharing: tuple[bool, ...] = (False, True)
     aux_weights: tuple[float, ...] = (0.0, 1.0)
-    widths: tuple[int, ...] = ()  # empty axes: each architecture's own default or recipe
-    lrs: tuple[float, ...] = ()
+    tower_axes: dict = field(default_factory=dict)  # TOWER_OPTIONS name → values (channels where there are convs)
+    lrs: tuple[float, ...] = ()  # empty axes: each architecture's own default or recipe
     batch_sizes: tuple[int, ...] = ()
     weight_decays: tuple[float, ...] = ()
     rounds: int = 10
@@ -60,8 +63,8 @@ class Job:
 
     def key(self) -> dict:
         """The fields that identify this cell in results files and baselines."""
-        fields = {**self.variant.to_dict(), **asdict(self.config)}
-        return {name: fields[name] for name in KEY_FIELDS}
+        values = {**self.variant.to_dict(), **asdict(self.config)}
+        return {name: values[name] for name in KEY_FIELDS}
 
 
 @dataclass
@@ -74,23 +77,28 @@ class Outcome:
 
 
 def expand(config: BenchConfig) -> list[Job]:
-    """Every combination of the grid's axes; widths apply to the architectures that have one."""
+    """Every combination of the grid's axes. Channels apply to the architectures with convolutions, the head
+    width to cells with the learned head; elsewhere those axes collapse to the architecture's own."""
     jobs = []
     for arch in config.archs:
         spec = get_arch(arch)
-        widths: tuple[int | None, ...] = (None,) if spec.default_width is None else (config.widths or (None,))
+        structured = (config.variant_options.get("head") or spec.head) == "structured"
+        inapplicable = {"channels": not spec.channels, "head_width": structured}
+        towers = [(name, (None,) if inapplicable.get(name) else values) for name, values in config.tower_axes.items()]
         base = TrainConfig.for_arch(arch, **config.overrides, val_fraction=config.val_fraction)
-        for width, lr, batch, decay, ws, aux in itertools.product(
-            widths,
+        for *tower, lr, batch, decay, ws, aux in itertools.product(
+            *(values for _, values in towers),
             config.lrs or (base.lr,),
             config.batch_sizes or (base.batch_size,),
             config.weight_decays or (base.weight_decay,),
             config.weight_sharing,
             config.aux_weights,
         ):
-            variant = create_variant(arch, ws, aux, width, **config.variant_options)
+            options = {name: value for (name, _), value in zip(towers, tower, strict=True)}
+            variant = create_variant(arch, ws, aux, **options, **config.variant_options)
             train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).fitted(variant).check()
-            jobs.append(Job(variant, train))
+            if all(job.key() != Job(variant, train).key() for job in jobs):  # collapsed axes repeat cells
+                jobs.append(Job(variant, train))
     return jobs
 
 
@@ -136,14 +144,18 @@ def best_outcome(outcomes: list[Outcome]) -> Outcome | None:
     return max(done, key=score)
 
 
-def save_best(outcomes: list[Outcome], document: dict, path: Path, seed: int) -> None:
-    """Save the checkpoint of the variant best by validation and name it in ``document['best']``."""
+def save_best(
+    outcomes: list[Outcome], document: dict, path: Path, seed: int, records: list[dict] | None = None
+) -> None:
+    """Save the checkpoint of the variant best by validation and name it in ``document['best']`` (its record from
+    ``records``, by default the document's variants)."""
     best = best_outcome(outcomes)
     if best is None:
         return
     context = {"seed": seed, "data": document["data"], "environment": document["environment"]}
     checkpoint = best.result.save_best(path, **context)
-    record = next(v for v in document["variants"] if v["name"] == best.job.variant.name)
+    records = document["variants"] if records is None else records
+    record = next(v for v in records if v.get("name") == best.job.variant.name)
     document["best"] = {**{k: v for k, v in record.items() if k != "rounds"}, "checkpoint": str(checkpoint)}
 
 
@@ -192,13 +204,10 @@ def compare(
     ``tolerance`` (absolute) or seconds per round grow by more than ``time_tolerance`` (relative) and by more than
     ``time_slack`` seconds: a sub-second variant's time is mostly noise, and a ratio of noise proves nothing."""
 
-    def key(v: dict) -> tuple:
-        return tuple(v.get(k) for k in KEY_FIELDS)
-
-    base = {key(v): v for v in baseline.get("variants", []) if v.get("status") == "ok"}
+    base = {cell_key(v): v for v in baseline.get("variants", []) if v.get("status") == "ok"}
     rows = []
     for variant in current["variants"]:
-        old = base.get(key(variant))
+        old = base.get(cell_key(variant))
         row = {"name": variant.get("name") or variant["arch"], "status": "new", "regression": False}
         if variant.get("status") != "ok":
             row.update(status="failed", regression=True)
@@ -254,7 +263,7 @@ def run_study(
     outcomes = run_bench(config, source, device, on_epoch, on_done)
     document = results_document(config, outcomes, environment(str(device)), source.describe())
     save_best(outcomes, document, folder / "best.pt", seed=config.seed)
-    write_bench_files(folder, document)
+    write_results(folder, document)
     return Study(document, len(outcomes) < len(expand(config)))
 
 

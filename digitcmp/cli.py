@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .archs import ARCHS
+from .archs import ACTIVATIONS, ARCHS
 from .config import DATA_ENV, Optimizer, Schedule
 from .errors import DigitcmpError
 from .variant import HEADS, create_variant
@@ -34,6 +34,7 @@ INSTALL_TRAIN = "pip install 'digitcmp[train]'"
 
 Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)  # type: ignore[misc]
 Head = Enum("Head", {name: name for name in HEADS}, type=str)  # type: ignore[misc]
+Activation = Enum("Activation", {name: name for name in ACTIVATIONS}, type=str)  # type: ignore[misc]
 
 
 class Device(str, Enum):
@@ -160,6 +161,31 @@ def parse_list(text: str | None, kind: type, flag: str) -> tuple:
     return values
 
 
+def parse_layers(text: str | None, flag: str) -> tuple[int, ...] | None:
+    """Layer sizes such as '128,64,32' (an empty text: no layers); None stays None (the architecture's own)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise DigitcmpError(f"{flag} takes layer sizes separated by commas, such as 128,64,32; got '{text}'") from None
+
+
+def parse_layer_lists(text: str | None, flag: str) -> tuple[tuple[int, ...], ...]:
+    """A grid axis of layer lists: '128,64,32/256,128' is two values."""
+    if text is None:
+        return ()
+    return tuple(parse_layers(part, flag) or () for part in text.split("/"))
+
+
+def parse_switches(text: str | None, flag: str) -> tuple[bool, ...]:
+    """A grid axis of on/off values, such as 'on,off'."""
+    words = parse_list(text, str, flag)
+    if not set(words) <= {"on", "off"}:
+        raise DigitcmpError(f"{flag} takes on, off or on,off; got '{text}'")
+    return tuple(word == "on" for word in words)
+
+
 def value(choice: Enum | None) -> str | None:
     """An enum choice's plain value for the library (None stays None)."""
     return None if choice is None else choice.value
@@ -245,6 +271,50 @@ ValFractionOption = typer.Option(
 )  # fmt: skip
 
 
+# Grid axes of bench and tune: comma lists (layer lists separated by /), each value a cell of the grid.
+ArchListOption = typer.Option(
+    None, "--arch", help="Architectures, a comma list (digitcmp list).", show_default="all registered"
+)
+AxisChannelsOption = typer.Option(
+    None,
+    "--channels",
+    help="Channel lists of the convolution layers, separated by / (8/16/32: three values; 16,32/32,64: two).",
+    show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)
+AxisHiddenOption = typer.Option(
+    None,
+    "--hidden",
+    help="Hidden layer lists of the towers, separated by / (128,64,32/256,128: two values).",
+    show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)
+AxisActivationOption = typer.Option(
+    None, "--activation", help="Activations, a comma list (relu,tanh,sigmoid,selu).", show_default="relu",
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+AxisDropoutOption = typer.Option(
+    None, "--dropout", help="The towers' dropout rates, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+)
+AxisBatchNormOption = typer.Option(
+    None, "--batch-norm", help="Batch normalisation in the towers: on, off or on,off.", show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+AxisHeadWidthOption = typer.Option(
+    None, "--head-width", help="Hidden units of the mlp head, a comma list.", show_default="64",
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+AxisLrOption = typer.Option(
+    None, "--lr", help="Learning rates, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+)
+AxisBatchSizeOption = typer.Option(
+    None, "--batch-size", help="Pairs per step, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+)
+AxisWeightDecayOption = typer.Option(
+    None, "--weight-decay", help="Weight decays, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
+)
+
+
 EPILOG_TRAIN = examples(
     "digitcmp train --rounds 10",
     "digitcmp train --arch conv6 --no-weight-sharing --aux-weight 0",
@@ -270,10 +340,48 @@ def train(
     out: Path = typer.Option(None, "--out", help="Run folder.", show_default="runs/<timestamp>-<variant>"),
     json_output: bool = JsonOption,
     quiet: bool = QuietOption,
-    width: int = typer.Option(
-        None, "--width", min=1, help="Channels of conv6 or vgg4.", show_default=RECIPE, rich_help_panel=ADVANCED
+    channels: str = typer.Option(
+        None,
+        "--channels",
+        help="Channels of each convolution layer, a comma list; one number scales the architecture's default.",
+        show_default=RECIPE,
+        rich_help_panel=ADVANCED,
+    ),
+    hidden: str = typer.Option(
+        None,
+        "--hidden",
+        help="Widths of the tower's hidden fully connected layers, a comma list ('' for none).",
+        show_default=RECIPE,
+        rich_help_panel=ADVANCED,
+    ),
+    activation: Activation = typer.Option(
+        None, "--activation", help="Activation function.", show_default="relu", rich_help_panel=ADVANCED
+    ),
+    dropout: float = typer.Option(
+        None,
+        "--dropout",
+        min=0.0,
+        max=0.95,
+        help="The towers' dropout rate.",
+        show_default=RECIPE,
+        rich_help_panel=ADVANCED,
+    ),
+    batch_norm: bool = typer.Option(
+        None,
+        "--batch-norm/--no-batch-norm",
+        help="Batch normalisation in the towers.",
+        show_default=RECIPE,
+        rich_help_panel=ADVANCED,
     ),
     head: Head = HeadOption,
+    head_width: int = typer.Option(
+        None,
+        "--head-width",
+        min=1,
+        help="Hidden units of the mlp comparison head.",
+        show_default="64",
+        rich_help_panel=ADVANCED,
+    ),
     tta: bool = TtaOption,
     tta_warps: int = TtaWarpsOption,
     ensemble: int = EnsembleOption,
@@ -305,7 +413,21 @@ def train(
     from .report import rounds_table, stderr_console, stdout_console
     from .train import resolve_device, train_and_save
 
-    variant = create_variant(value(arch), weight_sharing, aux_weight, width, value(head), tta, ensemble, tta_warps)
+    variant = create_variant(
+        value(arch),
+        weight_sharing,
+        aux_weight,
+        channels=parse_layers(channels, "--channels"),
+        hidden=parse_layers(hidden, "--hidden"),
+        activation=value(activation),
+        dropout=dropout,
+        batch_norm=batch_norm,
+        head=value(head),
+        head_width=head_width,
+        tta=tta,
+        ensemble=ensemble,
+        tta_warps=tta_warps,
+    )
     config = TrainConfig.for_arch(
         variant.arch,
         epochs=epochs,
@@ -343,10 +465,15 @@ def train(
     log.print(f"next: digitcmp export {run.checkpoint}")
 
 
+# --quick: chosen by measurement so that its table ranks the techniques as the full study does (auxiliary loss
+# above none for every architecture, weight sharing not below none): docs/bench.md.
+QUICK_ROUNDS, QUICK_EPOCHS = 3, 15
+
 EPILOG_BENCH = examples(
     "digitcmp bench --quick",
     "digitcmp bench --data-dir ~/data/mnist --out runs/study",
-    "digitcmp bench --arch conv6 --width 8,16,32,64 --lr 1e-3,3e-3",
+    "digitcmp bench --arch conv6 --channels 8/16/32/64 --lr 1e-3,3e-3",
+    "digitcmp bench --arch deep-fc --activation relu,tanh --dropout 0,0.2,0.5 --batch-norm on,off",
     "digitcmp bench --quick --compare benchmarks/baseline.json",
 )
 
@@ -354,13 +481,15 @@ EPILOG_BENCH = examples(
 @app.command(epilog=EPILOG_BENCH)
 @friendly
 def bench(
-    arch: str = typer.Option(
-        None, "--arch", help="Architectures, a comma list (digitcmp list).", show_default="all registered"
-    ),
+    arch: str = ArchListOption,
     aux_weight: str = typer.Option("0,1", "--aux-weight", help="Auxiliary-loss weights, a comma list (0 = off)."),
-    rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds per variant.", show_default="10; --quick: 2"),
+    rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds per variant.", show_default="10; --quick: 3"),
     epochs: int = EpochsOption,
-    quick: bool = typer.Option(False, "--quick", help="CI smoke run: 2 rounds, 10 epochs, 500 pairs, every variant."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="The study in about three minutes: every variant, 3 rounds of 15 epochs (the full study's ranking).",
+    ),
     seed: int = SeedOption,
     device: Device = DeviceOption,
     data_dir: Path = DataDirOption,
@@ -391,37 +520,27 @@ def bench(
         help="Seconds per round a variant may always grow by against --compare (sub-second times are noise).",
         rich_help_panel=GATE,
     ),
-    width: str = typer.Option(
-        None, "--width", help="Channels of conv6/vgg4, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
-    ),
+    channels: str = AxisChannelsOption,
+    hidden: str = AxisHiddenOption,
+    activation: str = AxisActivationOption,
+    dropout: str = AxisDropoutOption,
+    batch_norm: str = AxisBatchNormOption,
     head: Head = HeadOption,
+    head_width: str = AxisHeadWidthOption,
     tta: bool = TtaOption,
     tta_warps: int = TtaWarpsOption,
     ensemble: int = EnsembleOption,
-    batch_size: str = typer.Option(
-        None, "--batch-size", help="Pairs per step, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
-    ),
-    lr: str = typer.Option(
-        None, "--lr", help="Learning rates, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
-    ),
+    batch_size: str = AxisBatchSizeOption,
+    lr: str = AxisLrOption,
     optimizer: Optimizer = OptimizerOption,
-    weight_decay: str = typer.Option(
-        None, "--weight-decay", help="Weight decays, a comma list.", show_default=RECIPE, rich_help_panel=ADVANCED
-    ),
+    weight_decay: str = AxisWeightDecayOption,
     schedule: Schedule = ScheduleOption,
     shift: int = ShiftOption,
     swap: bool = SwapOption,
     elastic: float = ElasticOption,
     label_smoothing: float = LabelSmoothingOption,
     all_pairs: bool = AllPairsOption,
-    pairs: int = typer.Option(
-        None,
-        "--pairs",
-        min=1,
-        help="Training pairs per round.",
-        show_default="1000; --quick: 500",
-        rich_help_panel=ADVANCED,
-    ),
+    pairs: int = PairsOption,
     test_pairs: int = TestPairsOption,
     val_fraction: float = typer.Option(
         0.1,
@@ -440,30 +559,26 @@ def bench(
     from .report import compare_table, detail_table, outcome_line, stderr_console, stdout_console, summary_table
     from .train import resolve_device
 
-    pairs = pairs or (500 if quick else 1000)
     config = BenchConfig(
         archs=parse_list(arch, str, "--arch") or tuple(ARCHS),
         aux_weights=parse_list(aux_weight, float, "--aux-weight"),
-        widths=parse_list(width, int, "--width"),
-        lrs=parse_list(lr, float, "--lr"),
-        batch_sizes=parse_list(batch_size, int, "--batch-size"),
-        weight_decays=parse_list(weight_decay, float, "--weight-decay"),
-        rounds=rounds or (2 if quick else 10),
+        **grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay),
+        rounds=rounds or (QUICK_ROUNDS if quick else 10),
         pairs=pairs,
         test_pairs=test_pairs or pairs,
         val_fraction=val_fraction,
         seed=seed,
         variant_options={"head": value(head), "tta": tta, "tta_warps": tta_warps, "ensemble": ensemble},
-        overrides={
-            "epochs": epochs or (10 if quick else None),
-            "optimizer": value(optimizer),
-            "schedule": value(schedule),
-            "shift": shift,
-            "swap": swap,
-            "elastic": elastic,
-            "label_smoothing": label_smoothing,
-            "all_pairs": all_pairs,
-        },
+        overrides=training_overrides(
+            epochs or (QUICK_EPOCHS if quick else None),
+            optimizer,
+            schedule,
+            shift,
+            swap,
+            elastic,
+            label_smoothing,
+            all_pairs,
+        ),
     )
     jobs = expand(config)
     baseline = read_baseline(compare_with) if compare_with else None
@@ -495,6 +610,159 @@ def bench(
             typer.echo(f"error: regression against {compare_with}: {', '.join(regressions)}", err=True)
             raise typer.Exit(1)
     if any(v["status"] != "ok" for v in document["variants"]):
+        raise typer.Exit(1)
+
+
+def grid_axes(
+    channels: str | None,
+    hidden: str | None,
+    activation: str | None,
+    dropout: str | None,
+    batch_norm: str | None,
+    head_width: str | None,
+    lr: str | None,
+    batch_size: str | None,
+    weight_decay: str | None,
+) -> dict:
+    """The grid axes of bench and tune from their flags; axes not given take each architecture's own value."""
+    towers = {
+        "channels": parse_layer_lists(channels, "--channels"),
+        "hidden": parse_layer_lists(hidden, "--hidden"),
+        "activation": parse_list(activation, str, "--activation"),
+        "dropout": parse_list(dropout, float, "--dropout"),
+        "batch_norm": parse_switches(batch_norm, "--batch-norm"),
+        "head_width": parse_list(head_width, int, "--head-width"),
+    }
+    return {
+        "tower_axes": {name: values for name, values in towers.items() if values},
+        "lrs": parse_list(lr, float, "--lr"),
+        "batch_sizes": parse_list(batch_size, int, "--batch-size"),
+        "weight_decays": parse_list(weight_decay, float, "--weight-decay"),
+    }
+
+
+def training_overrides(
+    epochs: int | None,
+    optimizer: Optimizer | None,
+    schedule: Schedule | None,
+    shift: int | None,
+    swap: bool | None,
+    elastic: float | None,
+    label_smoothing: float | None,
+    all_pairs: bool | None,
+) -> dict:
+    """TrainConfig fields set for every architecture (None: each architecture's recipe)."""
+    return {
+        "epochs": epochs,
+        "optimizer": value(optimizer),
+        "schedule": value(schedule),
+        "shift": shift,
+        "swap": swap,
+        "elastic": elastic,
+        "label_smoothing": label_smoothing,
+        "all_pairs": all_pairs,
+    }
+
+
+EPILOG_TUNE = examples(
+    "digitcmp tune --arch lenet --lr 1e-3,3e-3 --folds 3",
+    "digitcmp tune --arch deep-fc --activation relu,tanh,selu --dropout 0,0.2,0.5 --batch-norm on,off",
+    "digitcmp tune --arch conv6 --technique both --aux-weight 0.5,1,2 --lr 1e-3,3e-3 --batch-size 50,100 --trials 6",
+)
+
+
+@app.command(epilog=EPILOG_TUNE)
+@friendly
+def tune(
+    arch: str = ArchListOption,
+    technique: str = typer.Option(
+        "none,ws,aux,both", "--technique", help="Techniques, a comma list: none, ws, aux, both (the table's columns)."
+    ),
+    aux_weight: str = typer.Option("1", "--aux-weight", help="Auxiliary-loss weights searched where it is on."),
+    trials: int = typer.Option(
+        0, "--trials", min=0, help="Configurations sampled per cell from a larger grid (0: the whole grid)."
+    ),
+    folds: int = typer.Option(
+        0, "--folds", min=0, help="Score by k-fold cross-validation with this many folds (0: one held-out share)."
+    ),
+    holdout: float = typer.Option(
+        0.2, "--holdout", min=0.05, max=0.5, help="Share of the tuning pairs that scores configurations (no folds)."
+    ),
+    tune_pairs: int = typer.Option(1000, "--tune-pairs", min=20, help="Pairs drawn for tuning (training digits)."),
+    rounds: int = typer.Option(10, "--rounds", min=1, help="Evaluation rounds of each selected configuration."),
+    epochs: int = EpochsOption,
+    seed: int = SeedOption,
+    device: Device = DeviceOption,
+    data_dir: Path = DataDirOption,
+    out: Path = typer.Option(None, "--out", help="Results folder.", show_default="runs/tune-<timestamp>"),
+    json_output: bool = JsonOption,
+    quiet: bool = QuietOption,
+    channels: str = AxisChannelsOption,
+    hidden: str = AxisHiddenOption,
+    activation: str = AxisActivationOption,
+    dropout: str = AxisDropoutOption,
+    batch_norm: str = AxisBatchNormOption,
+    head: Head = HeadOption,
+    head_width: str = AxisHeadWidthOption,
+    tta: bool = TtaOption,
+    tta_warps: int = TtaWarpsOption,
+    ensemble: int = EnsembleOption,
+    batch_size: str = AxisBatchSizeOption,
+    lr: str = AxisLrOption,
+    optimizer: Optimizer = OptimizerOption,
+    weight_decay: str = AxisWeightDecayOption,
+    schedule: Schedule = ScheduleOption,
+    shift: int = ShiftOption,
+    swap: bool = SwapOption,
+    elastic: float = ElasticOption,
+    label_smoothing: float = LabelSmoothingOption,
+    all_pairs: bool = AllPairsOption,
+    pairs: int = PairsOption,
+    test_pairs: int = TestPairsOption,
+    download: bool = DownloadOption,
+) -> None:
+    """Choose each cell's hyper-parameters on validation pairs, then measure the choice on fresh rounds."""
+    require_training("tune")
+    from .data import load_source
+    from .report import stderr_console, stdout_console, tune_line, tune_table
+    from .train import resolve_device
+    from .tune import TuneConfig, cell_record, run_and_save, total_epochs
+
+    config = TuneConfig(
+        archs=parse_list(arch, str, "--arch") or tuple(ARCHS),
+        techniques=parse_list(technique, str, "--technique"),
+        aux_weights=parse_list(aux_weight, float, "--aux-weight"),
+        **grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay),
+        trials=trials,
+        folds=folds,
+        holdout=holdout,
+        tune_pairs=tune_pairs,
+        rounds=rounds,
+        pairs=pairs,
+        test_pairs=test_pairs or pairs,
+        seed=seed,
+        variant_options={"head": value(head), "tta": tta, "tta_warps": tta_warps, "ensemble": ensemble},
+        overrides=training_overrides(epochs, optimizer, schedule, shift, swap, elastic, label_smoothing, all_pairs),
+    )
+    total = total_epochs(config)  # also checks every cell's grid before anything trains
+    torch_device = resolve_device(device.value)
+    folder = prepare_out(out or Path("runs") / f"tune-{datetime.now():%Y%m%d-%H%M%S}")
+    source = load_source(data_dir, download)
+    log = stderr_console(quiet or json_output)
+    log.print(f"[dim]{source.describe()}; {len(config.archs) * len(config.techniques)} cells[/dim]")
+    with progress_bar(total, "tune", quiet or json_output) as advance:
+        run = run_and_save(
+            config, source, torch_device, folder, advance, lambda c: log.print(tune_line(cell_record(c)))
+        )
+    if json_output:
+        typer.echo(json.dumps(run.document, indent=2, ensure_ascii=False))
+    else:
+        stdout_console().print(tune_table(run.document))
+    log.print(f"results in {folder}/ (results.json, results.csv, summary.md, curves.png, accuracy.png, best.pt)")
+    if run.interrupted:
+        log.print(f"interrupted: results cover the {len(run.document['cells'])} cells that finished")
+        raise typer.Exit(130)
+    if any(cell.get("status") != "ok" for cell in run.document["cells"]):
         raise typer.Exit(1)
 
 

@@ -206,6 +206,35 @@ def split_validation(pairs: PairSet, val_fraction: float) -> tuple[PairSet, Pair
     return fit, PairSet(pairs.inputs[-n_val:], pairs.targets[-n_val:], pairs.classes[-n_val:])
 
 
+def take(pairs: PairSet, index: torch.Tensor) -> PairSet:
+    return PairSet(pairs.inputs[index], pairs.targets[index], pairs.classes[index])
+
+
+def draw_tuning_rounds(source: DigitSource, n_pairs: int, seed: int, holdout: float, folds: int = 0) -> list[RoundData]:
+    """The pairs that choose hyper-parameters, from the training digits alone (test digits never choose), drawn
+    apart from the evaluation rounds (round −1 of the seed). With ``folds`` K ≥ 2: K rounds, fold f validating
+    what the other K − 1 folds trained (indices −1 … −K for their random streams); else one round holding out
+    ``holdout`` of the pairs. A tuning round's validation pairs stand in for its test pairs."""
+    pooled = torch.from_numpy(pool_digits(source.train.images))
+    labels = torch.from_numpy(source.train.labels.astype(np.int64))
+    pairs = draw_pairs(pooled, labels, n_pairs, rng.generator(seed, -1, 0, "data"))
+    if folds < 2:
+        fit, val = split_validation(pairs, holdout)
+        if val is None:
+            raise DigitcmpError(f"--holdout {holdout} of {n_pairs} pairs leaves no validation pairs; raise it")
+        return [RoundData(-1, fit, val, val)]
+    if n_pairs < 2 * folds:
+        raise DigitcmpError(f"--folds {folds} needs at least {2 * folds} tuning pairs, got {n_pairs}")
+    usable = n_pairs - n_pairs % folds  # equal folds, so that the folds train together as one batched model
+    pairs = take(pairs, torch.arange(usable))
+    fold_of = torch.arange(usable) % folds  # the pairs are already in random order
+    rounds = []
+    for fold in range(folds):
+        val = take(pairs, fold_of == fold)
+        rounds.append(RoundData(-1 - fold, take(pairs, fold_of != fold), val, val))
+    return rounds
+
+
 def draw_rounds(
     source: DigitSource,
     rounds: int,

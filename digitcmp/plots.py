@@ -9,9 +9,9 @@ from matplotlib.figure import Figure  # no pyplot: files only, no window, no glo
 from matplotlib.patches import Rectangle
 
 
-def plot_curves(document: dict, path: Path) -> None:
+def plot_curves(records: list[dict], rounds: int, path: Path) -> None:
     """Learning curves: mean ± std band of train and test error per epoch, one panel per variant."""
-    variants = [v for v in document["variants"] if v.get("status") == "ok"]
+    variants = [v for v in records if v.get("status") == "ok"]
     columns = min(4, max(1, len(variants)))
     rows = max(1, -(-len(variants) // columns))
     fig = Figure(figsize=(4 * columns, 3 * rows))
@@ -34,14 +34,14 @@ def plot_curves(document: dict, path: Path) -> None:
         ax.axis("off")
     if variants:
         axes.flat[0].legend()
-    fig.suptitle(f"Learning curves, mean ± std over {document['config']['rounds']} rounds")
+    fig.suptitle(f"Learning curves, mean ± std over {rounds} rounds")
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
 
 
-def plot_accuracy(document: dict, path: Path) -> None:
+def plot_accuracy(records: list[dict], rounds: int, path: Path) -> None:
     """Bar chart of mean test accuracy per variant with ± std error bars."""
-    variants = [v for v in document["variants"] if v.get("status") == "ok"]
+    variants = [v for v in records if v.get("status") == "ok"]
     fig = Figure(figsize=(max(6, 0.5 * len(variants) + 2), 4.5))
     ax = fig.subplots()
     colours = {"none": "tab:gray", "weight sharing": "tab:blue", "auxiliary loss": "tab:orange", "both": "tab:green"}
@@ -57,7 +57,7 @@ def plot_accuracy(document: dict, path: Path) -> None:
     low = min((100 * (v["test_accuracy_mean"] - v["test_accuracy_std"]) for v in variants), default=50)
     ax.set_ylim(max(0, low - 5), 100)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy, mean ± std over {document['config']['rounds']} rounds")
+    ax.set_title(f"Test accuracy, mean ± std over {rounds} rounds")
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     ax.legend(handles, list(colours), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)

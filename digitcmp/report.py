@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .archs import ARCHS
 from .config import TrainConfig
-from .variant import technique
+from .variant import TOWER_OPTIONS, create_variant, technique
 
 if TYPE_CHECKING:  # report.py serves predict and list too, which must not import torch
     from .bench import Outcome
@@ -93,10 +93,11 @@ def architectures_records() -> list[dict]:
             "description": spec.description,
             "params_weight_sharing": spec.params[0],
             "params_separate": spec.params[1],
-            "default_width": spec.default_width,
-            "default_head": spec.default_head,
-            "default_tta": spec.default_tta,
-            "default_tta_warps": spec.default_tta_warps,
+            "defaults": {
+                key: value
+                for key, value in create_variant(spec.name).to_dict().items()
+                if key not in ("arch", "weight_sharing", "aux_weight")
+            },
             "recipe": asdict(TrainConfig.for_arch(spec.name)),
         }
         for spec in ARCHS.values()
@@ -109,7 +110,7 @@ def architectures_table() -> Table:
     for column in ("name", "tower", "parameters (shared / separate)", "head", "recipe"):
         table.add_column(column, justify="right" if column.startswith("parameters") else "left")
     for spec in ARCHS.values():
-        head = spec.default_head + (f", {5 + spec.default_tta_warps} test-time views" if spec.default_tta else "")
+        head = spec.head + (f", {5 + spec.tta_warps} test-time views" if spec.tta else "")
         table.add_row(
             spec.name,
             spec.description,
@@ -134,13 +135,23 @@ def column_label(weight_sharing: bool, aux_weight: float, several_aux: bool) -> 
     return f"{name} (w={aux_weight:g})" if several_aux and aux_weight > 0 else name
 
 
+# Settings a row label names when they vary within an architecture: the tower options and the training axes.
+ROW_SETTINGS = (*TOWER_OPTIONS, "lr", "batch_size", "weight_decay")
+
+
+def setting_text(value: object) -> str:
+    """A setting as tables and CSV files show it: layer sizes joined by commas, numbers short, on/off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def row_label(variant: dict, vary: set[str]) -> str:
     """The architecture, plus whichever grid settings vary between rows."""
-    label = variant["arch"] + (f" w{variant['width']}" if variant.get("width") else "")
-    extras = [
-        f"{key.replace('_', ' ')} {variant[key]:g}" for key in ("lr", "batch_size", "weight_decay") if key in vary
-    ]
-    return " · ".join([label, *extras])
+    extras = [f"{key.replace('_', ' ')} {setting_text(variant[key])}" for key in ROW_SETTINGS if key in vary]
+    return " · ".join([variant["arch"], *extras])
 
 
 def summary_grid(variants: list[dict]) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
@@ -150,10 +161,11 @@ def summary_grid(variants: list[dict]) -> tuple[list[str], list[tuple[str, list[
     several_aux = len({aux for _, aux in combos if aux > 0}) > 1
     # Name a setting in the row label only where it varies within one architecture (a grid axis), not where
     # architectures merely have different recipes.
+    archs = {v["arch"] for v in variants}
     vary = {
         key
-        for key in ("lr", "batch_size", "weight_decay")
-        if any(len({v[key] for v in variants if v["arch"] == arch}) > 1 for arch in {v["arch"] for v in variants})
+        for key in ROW_SETTINGS
+        if any(len({setting_text(v.get(key)) for v in variants if v["arch"] == arch}) > 1 for arch in archs)
     }
     rows: dict[str, dict[tuple[bool, float], dict]] = {}
     for v in variants:
@@ -243,7 +255,7 @@ def compare_table(rows: list[dict], tolerance: float, time_tolerance: float, tim
 
 def epochs_text(document: dict) -> str:
     """The epoch count(s) used, e.g. '25' or '25/40' when architectures' recipes differ."""
-    counts = sorted({v["train_config"]["epochs"] for v in document["variants"]})
+    counts = sorted({v["train_config"]["epochs"] for v in records(document) if "train_config" in v})
     return "/".join(str(c) for c in counts)
 
 
@@ -273,8 +285,8 @@ def summary_markdown(document: dict) -> str:
 
 
 CSV_COLUMNS = (
-    "name", "arch", "weight_sharing", "aux_weight", "width", "head", "lr", "batch_size", "weight_decay", "params",
-    "round", "train_accuracy", "val_accuracy", "test_accuracy", "digit_accuracy", "seconds",
+    "name", "arch", "weight_sharing", "aux_weight", *TOWER_OPTIONS, "head", "lr", "batch_size", "weight_decay",
+    "params", "round", "train_accuracy", "val_accuracy", "test_accuracy", "digit_accuracy", "seconds",
 )  # fmt: skip
 
 
@@ -286,22 +298,92 @@ def results_csv(document: dict) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for v in document["variants"]:
+    for v in records(document):
+        settings = {key: setting_text(v[key]) for key in TOWER_OPTIONS if key in v}
         for r in v.get("rounds", []):
-            writer.writerow({**v, **r})
+            writer.writerow({**v, **settings, **r})
     return buffer.getvalue()
 
 
-def write_bench_files(folder: Path, document: dict) -> None:
-    """results.json, results.csv, summary.md and the two plots, each written atomically."""
+def write_results(folder: Path, document: dict) -> None:
+    """results.json, results.csv, summary.md and the two plots of a bench or tune run, each written atomically."""
     from .files import atomic_write, write_json, write_text
     from .plots import plot_accuracy, plot_curves
 
+    markdown = tune_markdown if document.get("kind") == "tune" else summary_markdown
     write_json(folder / "results.json", document)
     write_text(folder / "results.csv", results_csv(document))
-    write_text(folder / "summary.md", summary_markdown(document))
-    atomic_write(folder / "curves.png", lambda tmp: plot_curves(document, tmp))
-    atomic_write(folder / "accuracy.png", lambda tmp: plot_accuracy(document, tmp))
+    write_text(folder / "summary.md", markdown(document))
+    rounds = document["config"]["rounds"]
+    atomic_write(folder / "curves.png", lambda tmp: plot_curves(records(document), rounds, tmp))
+    atomic_write(folder / "accuracy.png", lambda tmp: plot_accuracy(records(document), rounds, tmp))
+
+
+def records(document: dict) -> list[dict]:
+    """The per-variant records of a results document: a bench's variants or a tune's cells."""
+    return document["cells"] if document.get("kind") == "tune" else document["variants"]
+
+
+def tune_line(record: dict) -> str:
+    """The line tune prints as each cell ends: ✅ with what it selected and its test accuracy, or ❌ and why."""
+    label = f"{record['arch']}, {record['technique']}"
+    if record.get("status") != "ok":
+        return f"❌ {label}: {record.get('error')}"
+    return (
+        f"✅ {label}: {selected_text(record)} → {mean_std(record['test_accuracy_mean'], record['test_accuracy_std'])}"
+    )
+
+
+def selected_text(record: dict) -> str:
+    selected = record.get("selected") or {}
+    return ", ".join(f"{key.replace('_', ' ')} {setting_text(value)}" for key, value in selected.items()) or "—"
+
+
+def tune_rows(document: dict) -> list[list[str]]:
+    """The reports' table: architecture, technique, selected hyper-parameters, validation score, test accuracy."""
+    rows = []
+    for cell in document["cells"]:
+        ok = cell.get("status") == "ok"
+        rows.append([
+            cell.get("arch", ""),
+            cell["technique"],
+            selected_text(cell),
+            percent(cell.get("selected_val_accuracy")),
+            mean_std(cell["test_accuracy_mean"], cell["test_accuracy_std"]) if ok else "failed",
+        ])  # fmt: skip
+    return rows
+
+
+TUNE_COLUMNS = ("architecture", "technique", "selected", "validation", "test accuracy")
+
+
+def tune_table(document: dict) -> Table:
+    config = document["config"]
+    scoring = (
+        f"{config['folds']}-fold cross-validation" if config["folds"] >= 2 else f"{config['holdout']:.0%} held out"
+    )
+    table = Table(
+        title=f"Selected by validation ({scoring} of {config['tune_pairs']} tuning pairs); test accuracy, mean ± std "
+        f"over {config['rounds']} rounds",
+        title_justify="left",
+    )
+    for column in TUNE_COLUMNS:
+        table.add_column(column, justify="right" if column in ("validation", "test accuracy") else "left")
+    for row in tune_rows(document):
+        table.add_row(*row)
+    return table
+
+
+def tune_markdown(document: dict) -> str:
+    config = document["config"]
+    lines = [
+        f"### digitcmp tune — test accuracy of the selected configurations, mean ± std over {config['rounds']} rounds",
+        "",
+        "| " + " | ".join(TUNE_COLUMNS) + " |",
+        "|---|---|---|---:|---:|",
+        *("| " + " | ".join(row) + " |" for row in tune_rows(document)),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def export_panel(summary: ExportSummary) -> Panel:

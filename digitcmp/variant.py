@@ -8,12 +8,14 @@ downstream re-resolves it. No torch here: predict reads variants from ONNX metad
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 
-from .archs import get_arch
+from .archs import ACTIVATIONS, get_arch
 from .errors import DigitcmpError
 
 HEADS = ("mlp", "structured")
+HEAD_WIDTH = 64  # hidden units of the learned (mlp) comparison head: 20 → 64 → 1
 MAX_TTA_WARPS = 64
 MAX_ENSEMBLE = 16
 
@@ -25,8 +27,13 @@ class Variant:
     arch: str
     weight_sharing: bool  # one tower for both digits
     aux_weight: float  # weight of the auxiliary digit loss (0 = off)
-    width: int | None  # channels of the architectures that have a width, else None
+    channels: tuple[int, ...]  # output channels of the tower's convolution layers (() for fully connected towers)
+    hidden: tuple[int, ...]  # widths of the tower's hidden fully connected layers
+    activation: str  # relu | tanh | sigmoid | selu, in the towers and the mlp head
+    dropout: float  # the towers' dropout rate
+    batch_norm: bool  # batch normalisation in the towers
     head: str  # mlp (learned) | structured (exact rule from the digit distributions)
+    head_width: int | None  # hidden units of the mlp head (None for the structured head, which has none)
     tta: bool  # test-time averaging over 1-pixel shifts (and warps) in eval mode
     ensemble: int  # networks trained independently per model, probabilities averaged
     tta_warps: int  # fixed elastic warps among the test-time views (0 without tta)
@@ -35,12 +42,25 @@ class Variant:
         spec = get_arch(self.arch)
         if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
             raise DigitcmpError(f"--aux-weight must be a finite number ≥ 0, got {self.aux_weight}")
-        if spec.default_width is None and self.width is not None:
-            raise DigitcmpError(f"architecture '{self.arch}' has no width; drop --width")
-        if spec.default_width is not None and (self.width is None or self.width < 1):
-            raise DigitcmpError(f"--width must be a positive number of channels, got {self.width}")
+        if not spec.channels and self.channels:
+            raise DigitcmpError(f"architecture '{self.arch}' has no convolution layers; drop --channels")
+        if spec.channels and len(self.channels) != len(spec.channels):
+            raise DigitcmpError(
+                f"--channels: {self.arch} has {len(spec.channels)} convolution layers; give {len(spec.channels)} "
+                "channel counts, or one to scale its default"
+            )
+        if any(size < 1 for size in (*self.channels, *self.hidden)):
+            raise DigitcmpError("--channels and --hidden take positive layer sizes")
+        if self.activation not in ACTIVATIONS:
+            raise DigitcmpError(f"unknown activation '{self.activation}'; choose from: {', '.join(ACTIVATIONS)}")
+        if not 0 <= self.dropout < 1:
+            raise DigitcmpError(f"--dropout {self.dropout} is out of range; use 0 ≤ rate < 1")
         if self.head not in HEADS:
             raise DigitcmpError(f"unknown head '{self.head}'; choose from: {', '.join(HEADS)}")
+        if (self.head == "mlp") != (self.head_width is not None):
+            raise DigitcmpError("--head-width applies to the mlp head only; drop it or use --head mlp")
+        if self.head_width is not None and self.head_width < 1:
+            raise DigitcmpError(f"--head-width must be positive, got {self.head_width}")
         if not 1 <= self.ensemble <= MAX_ENSEMBLE:
             raise DigitcmpError(f"--ensemble must be between 1 and {MAX_ENSEMBLE} networks, got {self.ensemble}")
         if not 0 <= self.tta_warps <= MAX_TTA_WARPS:
@@ -52,16 +72,29 @@ class Variant:
     def name(self) -> str:
         """A short, file-name-safe label such as ``lenet-ws-aux1``; options at their defaults are left out."""
         spec = get_arch(self.arch)
-        parts = [self.arch + (f"-w{self.width}" if self.width else "")]
-        parts.append("ws" if self.weight_sharing else "sep")
+        tower = [self.arch]
+        if self.channels != spec.channels:
+            scaled = self.channels == spec.scaled_channels(self.channels[0])
+            tower.append(f"c{self.channels[0]}" if scaled else "c" + ".".join(map(str, self.channels)))
+        if self.hidden != spec.hidden:
+            tower.append("h" + ".".join(map(str, self.hidden)) if self.hidden else "nohidden")
+        if self.activation != "relu":
+            tower.append(self.activation)
+        if self.dropout != spec.dropout:
+            tower.append(f"do{self.dropout:g}")
+        if self.batch_norm != spec.batch_norm:
+            tower.append("bn" if self.batch_norm else "nobn")
+        parts = [*tower, "ws" if self.weight_sharing else "sep"]
         parts.append(f"aux{self.aux_weight:g}" if self.aux_weight else "noaux")
-        if self.head != spec.default_head:
+        if self.head != spec.head:
             parts.append(self.head)
-        if self.tta != spec.default_tta:
+        if self.head_width not in (None, HEAD_WIDTH):
+            parts.append(f"hw{self.head_width}")
+        if self.tta != spec.tta:
             parts.append("tta" if self.tta else "notta")
-        if self.ensemble != spec.default_ensemble:
+        if self.ensemble != spec.ensemble:
             parts.append(f"x{self.ensemble}")
-        if self.tta and self.tta_warps != spec.default_tta_warps:
+        if self.tta and self.tta_warps != spec.tta_warps:
             parts.append(f"tw{self.tta_warps}")
         return "-".join(parts)
 
@@ -71,18 +104,19 @@ class Variant:
         return technique(self.weight_sharing, self.aux_weight)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready: layer sizes as lists."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> Variant:
-        """Read a variant from a results file, checkpoint or ONNX metadata. Files written before ensembles or
-        test-time warps existed hold one network per model and no warps."""
-        known = ("arch", "weight_sharing", "aux_weight", "width", "head", "tta")
-        return create_variant(
-            **{key: data.get(key) for key in known},
-            ensemble=data.get("ensemble", 1),
-            tta_warps=data.get("tta_warps", 0),
-        )
+        """Read a variant from a results file, checkpoint or ONNX metadata. Files from before an option existed
+        read as what they were made with: one network, no test-time warps, and the conv towers' ``width`` as the
+        first layer's channels."""
+        known = {f.name for f in fields(cls)} - {"ensemble", "tta_warps"}
+        options = {key: data[key] for key in known if data.get(key) is not None}
+        if data.get("width") and "channels" not in data:
+            options["channels"] = (data["width"],)
+        return create_variant(**options, ensemble=data.get("ensemble", 1), tta_warps=data.get("tta_warps", 0))
 
 
 def technique(weight_sharing: bool, aux_weight: float) -> str:
@@ -92,35 +126,54 @@ def technique(weight_sharing: bool, aux_weight: float) -> str:
     )
 
 
+# The reports' four techniques by short name: (weight sharing, auxiliary loss).
+TECHNIQUES = {"none": (False, False), "ws": (True, False), "aux": (False, True), "both": (True, True)}
+
+
 # The variant users get when they name none: the best the project has measured (docs/results.md).
 DEFAULT_ARCH, DEFAULT_WEIGHT_SHARING, DEFAULT_AUX_WEIGHT = "vgg4", True, 1.0
+# What create_variant accepts besides the architecture, weight sharing and auxiliary weight (bench grid axes too).
+TOWER_OPTIONS = ("channels", "hidden", "activation", "dropout", "batch_norm", "head_width")
 
 
 def create_variant(
     arch: str | None = None,
     weight_sharing: bool | None = None,
     aux_weight: float | None = None,
-    width: int | None = None,
+    *,
+    channels: Sequence[int] | None = None,
+    hidden: Sequence[int] | None = None,
+    activation: str | None = None,
+    dropout: float | None = None,
+    batch_norm: bool | None = None,
     head: str | None = None,
+    head_width: int | None = None,
     tta: bool | None = None,
     ensemble: int | None = None,
     tta_warps: int | None = None,
 ) -> Variant:
     """The one place a variant is resolved: options left as None take the default variant's values (architecture,
-    weight sharing, auxiliary weight), then the architecture's own (width, head, test-time views, ensemble)."""
+    weight sharing, auxiliary weight), then the architecture's own. One channel count scales the architecture's
+    default channels."""
     spec = get_arch(arch or DEFAULT_ARCH)
-    tta = spec.default_tta if tta is None else tta
-    if tta_warps is None:
-        tta_warps = spec.default_tta_warps if tta else 0
+    if channels is not None and len(channels) == 1 and len(spec.channels) > 1 and channels[0] >= 1:
+        channels = spec.scaled_channels(channels[0])
+    head = head or spec.head
+    tta = spec.tta if tta is None else tta
     return Variant(
         arch=spec.name,
         weight_sharing=DEFAULT_WEIGHT_SHARING if weight_sharing is None else weight_sharing,
         aux_weight=float(DEFAULT_AUX_WEIGHT if aux_weight is None else aux_weight),
-        width=width if width is not None or spec.default_width is None else spec.default_width,
-        head=head or spec.default_head,
+        channels=spec.channels if channels is None else tuple(channels),
+        hidden=spec.hidden if hidden is None else tuple(hidden),
+        activation=activation or "relu",
+        dropout=float(spec.dropout if dropout is None else dropout),
+        batch_norm=spec.batch_norm if batch_norm is None else batch_norm,
+        head=head,
+        head_width=(head_width or HEAD_WIDTH) if head == "mlp" else head_width,
         tta=tta,
-        ensemble=spec.default_ensemble if ensemble is None else ensemble,
-        tta_warps=tta_warps,
+        ensemble=spec.ensemble if ensemble is None else ensemble,
+        tta_warps=(spec.tta_warps if tta else 0) if tta_warps is None else tta_warps,
     )
 
 

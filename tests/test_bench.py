@@ -24,17 +24,20 @@ from digitcmp.variant import Variant, create_variant
 TINY = {"rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 1}}
 
 
-def test_grid_covers_every_technique_and_applies_widths_and_recipes():
-    jobs = expand(BenchConfig(archs=("lenet", "conv6", "vgg4"), widths=(8, 16), lrs=(1e-3, 3e-3)))
+def test_grid_covers_every_technique_and_applies_tower_axes_and_recipes():
+    axes = {"channels": ((8,), (16,)), "head_width": (32, 64)}
+    jobs = expand(BenchConfig(archs=("deep-fc", "conv6", "vgg4"), tower_axes=axes, lrs=(1e-3, 3e-3)))
     names = [job.variant.name for job in jobs]
-    assert len(jobs) == (1 + 2 + 2) * 2 * 4  # lenet has no width; 2 lrs; 4 techniques
+    # deep-fc has no convolutions (1 channel setting), vgg4's structured head no width (1): 2 lrs, 4 techniques
+    assert len(jobs) == (1 * 2 + 2 * 2 + 2 * 1) * 2 * 4
     assert len(set((j.variant, j.config.lr) for j in jobs)) == len(jobs)
     assert {j.variant.technique for j in jobs} == {"none", "weight sharing", "auxiliary loss", "both"}
-    assert "conv6-w8-ws-aux1" in names and "lenet-sep-noaux" in names
+    assert {"conv6-c8-ws-aux1-hw32", "deep-fc-sep-noaux", "vgg4-c8-ws-aux1"} <= set(names)
+    assert next(j for j in jobs if j.variant.arch == "vgg4").variant.channels in ((8, 8, 16, 16), (16, 16, 32, 32))
     vgg = next(j for j in jobs if j.variant.arch == "vgg4")
     assert vgg.config.schedule == "onecycle" and vgg.config.swap  # the architecture's recipe
-    lenet = next(j for j in jobs if j.variant.arch == "lenet")
-    assert lenet.config.schedule == "constant" and lenet.config.epochs == 25
+    fc = next(j for j in jobs if j.variant.arch == "deep-fc")
+    assert fc.config.schedule == "constant" and fc.config.epochs == 25
 
 
 def test_every_variant_sees_the_same_rounds_and_a_failure_does_not_stop_the_rest(monkeypatch):
@@ -86,7 +89,7 @@ def test_best_model_is_chosen_by_validation_never_by_test():
 
 
 def record(name: str, accuracy: float, seconds: float, **key) -> dict:
-    base = {"arch": "lenet", "weight_sharing": True, "aux_weight": 1.0, "width": None, "head": "mlp", "lr": 1e-3,
+    base = {"arch": "lenet", "weight_sharing": True, "aux_weight": 1.0, "channels": [32, 64], "head": "mlp", "lr": 1e-3,
             "batch_size": 100, "weight_decay": 0.0}  # fmt: skip
     return {**base, **key, "name": name, "status": "ok", "test_accuracy_mean": accuracy, "seconds_per_round": seconds}
 
@@ -220,3 +223,30 @@ def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
     variants.append(record("c", 0.9, 1.0, arch="vgg4", lr=1e-3))
     labels = [label for label, _ in summary_grid(variants)[1]]
     assert labels == ["lenet · lr 0.001", "vgg4 · lr 0.003", "vgg4 · lr 0.001"]
+
+
+@pytest.mark.slow
+def test_a_bench_over_the_tower_axes_runs_and_records_them(tmp_path):
+    axes = ["--activation", "relu,tanh", "--dropout", "0,0.5", "--batch-norm", "off", "--hidden", "64,32/16"]
+    result = bench("--arch", "deep-fc", "--aux-weight", "1", *axes, *SMALL[2:], "--out", str(tmp_path), "-q")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "results.json").read_text())
+    cells = {(v["activation"], v["dropout"], tuple(v["hidden"]), v["weight_sharing"]) for v in document["variants"]}
+    assert len(document["variants"]) == 2 * 2 * 2 * 2 and len(cells) == 16  # the axes × weight sharing
+    assert {v["batch_norm"] for v in document["variants"]} == {False}
+    assert "deep-fc-h64.32-tanh-do0.5-ws-aux1" in {v["name"] for v in document["variants"]}
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert {row["hidden"] for row in rows} == {"64,32", "16"} and {row["activation"] for row in rows} == {
+        "relu",
+        "tanh",
+    }
+    summary = (tmp_path / "summary.md").read_text()
+    assert "deep-fc · hidden 64,32 · activation tanh · dropout 0.5" in summary  # the varying settings name the rows
+
+
+@pytest.mark.slow
+def test_bench_json_prints_the_results_document(bench_run):
+    out, _ = bench_run
+    result = bench(*SMALL, "--out", str(out / "again"), "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["variants"] == json.loads((out / "again" / "results.json").read_text())["variants"]

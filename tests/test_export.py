@@ -30,7 +30,10 @@ def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     data = draw_rounds(load_source(None), 1, 300, 100, 0.1, seed=0)
     paths = {}
-    for variant in (create_variant("shallow-fc", True, 1.0), create_variant("vgg4", False, 0.5, width=4, ensemble=2)):
+    for variant in (
+        create_variant("shallow-fc", True, 1.0),
+        create_variant("vgg4", False, 0.5, channels=(4,), ensemble=2),
+    ):
         result = train_variant(variant, data, TrainConfig(epochs=2, curves=False), torch.device("cpu"))
         paths[variant.arch] = save_checkpoint(folder / f"{variant.arch}.pt", result.best_state, result.variant,
                                               {"params": result.params, "summary": result.summary()})  # fmt: skip

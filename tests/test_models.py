@@ -112,9 +112,14 @@ def test_unknown_architecture_names_the_choices_and_a_close_match():
     [
         ({"aux_weight": -1.0}, "aux-weight"),
         ({"aux_weight": float("nan")}, "aux-weight"),
-        ({"width": 16}, "no width"),
-        ({"arch": "conv6", "width": 0}, "--width must be a positive"),
+        ({"arch": "shallow-fc", "channels": (16,)}, "no convolution layers"),
+        ({"channels": (8, 16, 32)}, "2 convolution layers"),
+        ({"channels": (0, 8)}, "positive layer sizes"),
+        ({"hidden": (64, -1)}, "positive layer sizes"),
+        ({"activation": "gelu"}, "unknown activation"),
+        ({"dropout": 1.0}, "--dropout"),
         ({"arch": "conv6", "head": "attention"}, "unknown head"),
+        ({"head": "structured", "head_width": 32}, "--head-width"),
         ({"ensemble": 0}, "ensemble"),
         ({"ensemble": 17}, "ensemble"),
     ],
@@ -126,13 +131,55 @@ def test_invalid_variants_are_refused(options, message):
 
 def test_a_variant_is_resolved_once_and_complete():
     default = create_variant()
-    assert default == create_variant("vgg4", True, 1.0, 16, "structured", True, 1, 32)  # every default filled in
-    assert default.name == "vgg4-w16-ws-aux1" and default.technique == "both"
+    spelled_out = create_variant(
+        "vgg4", True, 1.0, channels=(16, 16, 32, 32), hidden=(128,), activation="relu", dropout=0.3,
+        batch_norm=True, head="structured", tta=True, ensemble=1, tta_warps=32,
+    )  # fmt: skip
+    assert default == spelled_out  # every default filled in, from the registry
+    assert default.name == "vgg4-ws-aux1" and default.technique == "both" and default.head_width is None
     lenet = create_variant("lenet", False, 0.5, tta=True, ensemble=3, tta_warps=4)
-    assert (lenet.width, lenet.head, lenet.name) == (None, "mlp", "lenet-sep-aux0.5-tta-x3-tw4")
+    assert (lenet.channels, lenet.hidden, lenet.head_width) == ((32, 64), (200,), 64)
+    assert lenet.name == "lenet-sep-aux0.5-tta-x3-tw4"
     assert Variant.from_dict(lenet.to_dict()) == lenet
-    with pytest.raises(DigitcmpError, match="no width"):  # a hand-built variant is checked too
-        create_variant("lenet", True, 1.0, 16, "mlp", False, 1, 0)
+    with pytest.raises(DigitcmpError, match="no convolution layers"):  # a hand-built variant is checked too
+        Variant("deep-fc", True, 1.0, (16,), (64,), "relu", 0.0, False, "mlp", 64, False, 1, 0)
+
+
+def test_tower_options_name_the_variant_and_one_channel_count_scales_the_default():
+    vgg = create_variant("vgg4", channels=(8,))
+    assert vgg.channels == (8, 8, 16, 16) and vgg.name == "vgg4-c8-ws-aux1"
+    odd = create_variant("lenet", channels=(16, 48), hidden=(), activation="tanh", dropout=0.2, batch_norm=True)
+    assert odd.name == "lenet-c16.48-nohidden-tanh-do0.2-bn-ws-aux1"
+    assert create_variant("conv6", head_width=32, batch_norm=False).name == "conv6-nobn-ws-aux1-hw32"
+    # Files written when the conv towers had one width read as that width scaled.
+    old = {"arch": "vgg4", "weight_sharing": True, "aux_weight": 1.0, "width": 16, "head": "structured", "tta": True}
+    assert Variant.from_dict(old) == create_variant(tta_warps=0)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        create_variant("deep-fc", hidden=(32, 16), activation="selu", dropout=0.5, batch_norm=True),
+        create_variant("lenet", False, 1.0, channels=(8, 16), activation="sigmoid", dropout=0.2, batch_norm=True),
+        create_variant("conv6", channels=(4,), hidden=(16,), activation="tanh", batch_norm=False, head_width=8),
+        create_variant("vgg4", channels=(4,), hidden=(), dropout=0.0, batch_norm=False, head="mlp"),
+    ],
+    ids=lambda v: v.name,
+)
+def test_tower_options_build_the_layers_they_name(variant):
+    model = ComparisonNet(variant, members=2)
+    modules = [type(m).__name__ for m in model.tower_a.modules()]
+    assert ("MemberBatchNorm1d" in modules or "MemberBatchNorm2d" in modules) == variant.batch_norm
+    assert ("MemberDropout" in modules) == (variant.dropout > 0)
+    assert {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "selu": "SELU"}[variant.activation] in modules
+    linears = [m for m in model.tower_a.modules() if type(m).__name__ == "MemberLinear"]
+    assert [m.weight.shape[-1] for m in linears] == [*variant.hidden, 10]
+    convolutions = [m for m in model.tower_a.modules() if type(m).__name__ == "MemberConv2d"]
+    assert tuple(m.weight.shape[1] for m in convolutions) == variant.channels
+    model.train()
+    logits, digits = model(torch.rand(2, 6, 2, 14, 14))
+    (logits.sum() + digits.sum()).backward()  # trains: every parameter gets a gradient
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_registry_parameter_counts_are_the_built_models():
@@ -142,7 +189,7 @@ def test_registry_parameter_counts_are_the_built_models():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = ComparisonNet(create_variant("conv6", True, 1.0, width=8), members=2).eval()
+    model = ComparisonNet(create_variant("conv6", True, 1.0, channels=(8,)), members=2).eval()
     path = save_checkpoint(tmp_path / "c.pt", member_state(model, 0), model.variant, {"seed": 3})
     loaded, meta = load_checkpoint(path)
     x = torch.rand(1, 4, 2, 14, 14)
@@ -177,7 +224,7 @@ def reference_views(pairs: torch.Tensor, variant: Variant) -> list[torch.Tensor]
 
 
 def test_test_time_augmentation_averages_the_shifted_and_warped_views():
-    model = ComparisonNet(create_variant("vgg4", True, 1.0, width=4), members=2).eval()
+    model = ComparisonNet(create_variant("vgg4", True, 1.0, channels=(4,)), members=2).eval()
     assert model.variant.tta and model.variant.tta_warps == 32  # vgg4's defaults
     assert model.views() == 37
     pairs = torch.rand(2, 5, 2, 14, 14)
@@ -191,7 +238,7 @@ def test_test_time_augmentation_averages_the_shifted_and_warped_views():
 
 
 def test_test_time_warps_are_a_variant_option():
-    assert create_variant("vgg4", True, 1.0, tta_warps=4).name == "vgg4-w16-ws-aux1-tw4"
+    assert create_variant("vgg4", True, 1.0, tta_warps=4).name == "vgg4-ws-aux1-tw4"
     assert create_variant("vgg4", True, 1.0, tta=False).tta_warps == 0
     assert create_variant("lenet", True, 1.0, tta=True).tta_warps == 0  # lenet's default: shifts only
     model = ComparisonNet(create_variant("lenet", True, 1.0, tta=True, tta_warps=2)).eval()
@@ -207,7 +254,8 @@ def test_test_time_warps_are_a_variant_option():
 
 
 @pytest.mark.parametrize(
-    "variant", [create_variant("lenet", True, 1.0, ensemble=3), create_variant("vgg4", False, 1.0, 4, ensemble=2)]
+    "variant",
+    [create_variant("lenet", True, 1.0, ensemble=3), create_variant("vgg4", False, 1.0, channels=(4,), ensemble=2)],
 )
 def test_an_ensemble_averages_its_networks_probabilities(variant):
     model = ComparisonNet(variant, members=2).eval()
@@ -223,10 +271,12 @@ def test_an_ensemble_averages_its_networks_probabilities(variant):
 
 
 def test_an_ensemble_is_saved_and_counted_as_one_model(tmp_path):
-    variant = create_variant("conv6", True, 1.0, width=8, ensemble=3)
+    variant = create_variant("conv6", True, 1.0, channels=(8,), ensemble=3)
     model = ComparisonNet(variant, members=2).eval()
     assert model.variant.name.endswith("-x3")
-    assert count_parameters(model) == 3 * count_parameters(ComparisonNet(create_variant("conv6", True, 1.0, width=8)))
+    assert count_parameters(model) == 3 * count_parameters(
+        ComparisonNet(create_variant("conv6", True, 1.0, channels=(8,)))
+    )
     path = save_checkpoint(tmp_path / "e.pt", member_state(model, 1), model.variant, {})
     loaded, _ = load_checkpoint(path)
     x = torch.rand(1, 4, 2, 14, 14)

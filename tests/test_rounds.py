@@ -46,7 +46,7 @@ def test_a_rounds_data_is_the_same_drawn_alone_or_with_others():
     "variant",
     [
         create_variant("lenet", False, 1.0),
-        create_variant("conv6", True, 1.0, width=8),
+        create_variant("conv6", True, 1.0, channels=(8,)),
         create_variant("vgg4", ensemble=2),
     ],
     ids=lambda v: v.name,
@@ -106,8 +106,8 @@ def round_one(variant, config, rounds, grouping: str):
     ("variant", "config"),
     [
         # vgg4's recipe draws from every stream: shifts, elastic warps, swapped pairs, dropout; batch norm.
-        (create_variant("vgg4", True, 1.0, width=4), TrainConfig.for_arch("vgg4", epochs=3)),
-        (create_variant("conv6", False, 1.0, width=8), TrainConfig(epochs=3)),  # dropout on convolution maps
+        (create_variant("vgg4", True, 1.0, channels=(4,)), TrainConfig.for_arch("vgg4", epochs=3)),
+        (create_variant("conv6", False, 1.0, channels=(8,)), TrainConfig(epochs=3)),  # dropout on convolution maps
     ],
     ids=["vgg4", "conv6"],
 )

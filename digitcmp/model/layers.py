@@ -82,6 +82,15 @@ class MemberBatchNorm2d(nn.Module):
         )
 
 
+class MemberBatchNorm1d(MemberBatchNorm2d):
+    """Batch normalisation per member and feature over vectors E×B×F (statistics over each member's B rows)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        members, batch, features = x.shape
+        maps = x.transpose(0, 1).reshape(batch, members * features)  # B×(E·F): one "channel" per member feature
+        return super().forward(maps).view(batch, members, features).transpose(0, 1)
+
+
 class MemberDropout(nn.Module):
     """Dropout whose masks each member draws from its own generator (set by the network for training; without
     one, torch's global generator), on maps B×(E·C)×H×W or vectors E×B×F."""

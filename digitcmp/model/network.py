@@ -18,6 +18,7 @@ from ..augment import TTA_SHIFTS, take_views, tta_views
 from ..preprocess import INPUT_SIZE, MNIST_MEAN, MNIST_STD
 from ..variant import Variant
 from .layers import MemberConv2d, MemberDropout, MemberLinear
+from .towers import activation
 
 
 class StructuredHead(nn.Module):
@@ -54,12 +55,13 @@ class ComparisonNet(nn.Module):
         self.members = members
         self.networks = networks = members * variant.ensemble
         build_tower = get_arch(variant.arch).build_tower()
-        self.tower_a = build_tower(networks, variant.width)
+        self.tower_a = build_tower(networks, variant)
         # Weight sharing is the same module object, so its parameters exist (and are counted) once.
-        self.tower_b = self.tower_a if variant.weight_sharing else build_tower(networks, variant.width)
-        if variant.head == "mlp":
+        self.tower_b = self.tower_a if variant.weight_sharing else build_tower(networks, variant)
+        if variant.head_width is not None:  # the learned head: both digits' 10 logits → hidden → comparison logit
+            width = variant.head_width
             self.head: nn.Module = nn.Sequential(
-                MemberLinear(networks, 20, 64), nn.ReLU(), MemberLinear(networks, 64, 1)
+                MemberLinear(networks, 20, width), activation(variant), MemberLinear(networks, width, 1)
             )
         else:
             self.head = StructuredHead()
