@@ -1,8 +1,10 @@
-"""Digit warps: random ones that augment training, and the fixed views that test-time averaging predicts on.
+"""Digit augmentations: random warps and shifts that augment training, changes that imitate real pictures
+(rotation, shear, stroke width, blur, contrast, noise), and the fixed views that test-time averaging predicts on.
 
-Both use one elastic recipe (a smooth displacement field: white noise through a Gaussian filter), so the fixed
+Warps use one elastic recipe (a smooth displacement field: white noise through a Gaussian filter), so the fixed
 test-time warps are drawn from the very distribution the towers were trained on. The fixed views are linear maps
-of the pixels, so a model applies all of them as one gather, the same in torch and in its ONNX graph.
+of the pixels, so a model applies all of them as one gather, the same in torch and in its ONNX graph. Every random
+draw of network n comes from ``generators[n]``, on the CPU, so a round's augmentation is the same on every device.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from .preprocess import INPUT_SIZE
 # turns white noise into a displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse
 # in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
 ELASTIC_SIGMA = 3.0
-# Test-time views: the digit itself and its four 1-pixel shifts (dy, dx), then the fixed warps.
 # The Gaussian filter's reach on each side (2.5 σ): noise is drawn this much larger than the digit.
 FILTER_RADIUS = math.ceil(2.5 * ELASTIC_SIGMA)
+# Test-time views: the digit itself and its four 1-pixel shifts (dy, dx), then the fixed warps.
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 # Strength (displacement std, px) of the fixed test-time warps: vgg4's training strength; 0.4-0.7 averaged the
 # same in bundled-protocol trials, 1.0 less (docs/results.md).
@@ -87,17 +89,81 @@ def smooth_grids(noise: torch.Tensor, size: int, strength: float) -> torch.Tenso
     return identity + (band @ noise @ band.T).permute(0, 2, 3, 1) * strength
 
 
-def elastic_warp(inputs: torch.Tensor, strength: float, generators: list[torch.Generator]) -> torch.Tensor:
-    """Warp every digit of networks×…×14×14 by its own random grid (``warp_grids``; network n's noise from
-    ``generators[n]``), resampled bilinearly: handwriting varies like that, and 900 training pairs do not show
-    enough of it. The noise is drawn on the CPU, so a round's warps are the same on every device."""
+def elastic_warp(
+    inputs: torch.Tensor,
+    strength: float,
+    generators: list[torch.Generator],
+    rotate: float = 0.0,
+    shear: float = 0.0,
+) -> torch.Tensor:
+    """Warp every digit of networks×…×14×14 by its own random grid, resampled bilinearly: an elastic field of
+    ``strength`` px (``warp_grids``: handwriting varies like that, and 900 training pairs do not show enough of
+    it), on top of a rotation of up to ±``rotate`` degrees and a horizontal shear of up to ±``shear`` (slanted
+    writing, a tilted camera)."""
     size = inputs.shape[-1]
     flat = inputs.reshape(-1, 1, size, size)
     per_network = len(flat) // len(generators)
     side = size + 2 * FILTER_RADIUS
-    noise = torch.cat([torch.randn(per_network, 2, side, side, dtype=inputs.dtype, generator=g) for g in generators])
-    grids = smooth_grids(noise.to(inputs.device), size, strength)
-    return F.grid_sample(flat, grids, align_corners=False).view_as(inputs)
+    grids = []
+    for generator in generators:
+        noise = torch.randn(per_network, 2, side, side, dtype=inputs.dtype, generator=generator)
+        grid = smooth_grids(noise, size, strength)
+        if rotate or shear:
+            grid = grid + affine_displacement(per_network, size, rotate, shear, generator)
+        grids.append(grid)
+    return F.grid_sample(flat, torch.cat(grids).to(inputs.device), align_corners=False).view_as(inputs)
+
+
+def affine_displacement(count: int, size: int, rotate: float, shear: float, generator: torch.Generator) -> torch.Tensor:
+    """How far a random rotation (uniform within ±``rotate`` degrees) and shear (within ±``shear``) about the
+    centre move each sampling point: count×size×size×2, in grid units."""
+    angle = torch.deg2rad((torch.rand(count, generator=generator) * 2 - 1) * rotate)
+    slant = (torch.rand(count, generator=generator) * 2 - 1) * shear
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin + slant, torch.zeros(count)], -1),
+                         torch.stack([sin, cos, torch.zeros(count)], -1)], 1)  # fmt: skip
+    identity = torch.eye(2, 3).expand(count, 2, 3)
+    return F.affine_grid(theta - identity, [count, 1, size, size], align_corners=False)
+
+
+def imitate_pictures(
+    inputs: torch.Tensor,
+    generators: list[torch.Generator],
+    thickness: float = 0.0,
+    blur: float = 0.0,
+    contrast: float = 0.0,
+    noise: float = 0.0,
+) -> torch.Tensor:
+    """What pictures do to digits that MNIST's do not show, per digit of networks×…×14×14: strokes thicker or
+    thinner (a blend with the 3×3 dilation or erosion, weight within ±``thickness``), a Gaussian blur of up to
+    ``blur`` px, ink fainter by up to ``contrast`` (a share of full white), and Gaussian noise of up to ``noise``."""
+    size = inputs.shape[-1]
+    flat = inputs.reshape(-1, 1, size, size)
+    per_network = len(flat) // len(generators)
+
+    def draw(scale: float) -> torch.Tensor:  # a uniform value per digit, network by network
+        values = torch.cat([torch.rand(per_network, generator=g) for g in generators])
+        return (values * scale).to(flat.device, flat.dtype)[:, None, None, None]
+
+    if thickness:
+        weight = draw(2 * thickness) - thickness
+        dilated = F.max_pool2d(flat, 3, 1, 1)
+        eroded = -F.max_pool2d(-flat, 3, 1, 1)
+        flat = flat + weight.clamp(min=0) * (dilated - flat) + (-weight).clamp(min=0) * (eroded - flat)
+    if blur:
+        sigma = draw(blur).clamp(min=1e-3)
+        taps = torch.arange(-2, 3, device=flat.device, dtype=flat.dtype)
+        kernel = torch.exp(-(taps**2) / (2 * sigma.view(-1, 1) ** 2))
+        kernel = kernel / kernel.sum(-1, keepdim=True)  # one 5-tap filter per digit, rows then columns
+        flat = F.conv2d(flat.transpose(0, 1), kernel[:, None, None, :], padding=(0, 2), groups=len(flat))
+        flat = F.conv2d(flat, kernel[:, None, :, None], padding=(2, 0), groups=flat.shape[1]).transpose(0, 1)
+    if contrast:
+        flat = flat * (1 - draw(contrast))
+    if noise:
+        std = draw(noise)
+        gaussian = torch.cat([torch.randn(per_network, 1, size, size, generator=g) for g in generators])
+        flat = flat + std * gaussian.to(flat.device, flat.dtype)
+    return flat.clamp(0.0, 1.0).view_as(inputs)
 
 
 @functools.cache

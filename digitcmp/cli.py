@@ -250,6 +250,30 @@ ElasticOption = typer.Option(
     None, "--elastic", min=0.0, max=2.0, help="Elastic warp of training digits, displacement std in px.",
     show_default=RECIPE, rich_help_panel=ADVANCED,
 )  # fmt: skip
+RotateOption = typer.Option(
+    None, "--rotate", min=0.0, max=45.0, help="Rotate training digits within ± this many degrees.", show_default=RECIPE,
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+ShearOption = typer.Option(
+    None, "--shear", min=0.0, max=1.0, help="Shear training digits horizontally within ± this much.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
+ThicknessOption = typer.Option(
+    None, "--thickness", min=0.0, max=1.0, help="Imitate pictures: stroke width towards dilation/erosion, ± this.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
+BlurOption = typer.Option(
+    None, "--blur", min=0.0, max=2.0, help="Imitate pictures: Gaussian blur of up to this many px.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
+ContrastOption = typer.Option(
+    None, "--contrast", min=0.0, max=0.95, help="Imitate pictures: ink fainter by up to this share.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
+NoiseOption = typer.Option(
+    None, "--noise", min=0.0, max=0.5, help="Imitate pictures: pixel noise of up to this standard deviation.",
+    show_default=RECIPE, rich_help_panel=ADVANCED,
+)  # fmt: skip
 LabelSmoothingOption = typer.Option(
     None, "--label-smoothing", min=0.0, max=0.99, help="Smoothing of the auxiliary digit targets.",
     show_default=RECIPE, rich_help_panel=ADVANCED,
@@ -399,6 +423,12 @@ def train(
     shift: int = ShiftOption,
     swap: bool = SwapOption,
     elastic: float = ElasticOption,
+    rotate: float = RotateOption,
+    shear: float = ShearOption,
+    thickness: float = ThicknessOption,
+    blur: float = BlurOption,
+    contrast: float = ContrastOption,
+    noise: float = NoiseOption,
     label_smoothing: float = LabelSmoothingOption,
     all_pairs: bool = AllPairsOption,
     pairs: int = PairsOption,
@@ -439,6 +469,12 @@ def train(
         shift=shift,
         swap=swap,
         elastic=elastic,
+        rotate=rotate,
+        shear=shear,
+        thickness=thickness,
+        blur=blur,
+        contrast=contrast,
+        noise=noise,
         label_smoothing=label_smoothing,
         all_pairs=all_pairs,
         val_fraction=val_fraction,
@@ -538,6 +574,12 @@ def bench(
     shift: int = ShiftOption,
     swap: bool = SwapOption,
     elastic: float = ElasticOption,
+    rotate: float = RotateOption,
+    shear: float = ShearOption,
+    thickness: float = ThicknessOption,
+    blur: float = BlurOption,
+    contrast: float = ContrastOption,
+    noise: float = NoiseOption,
     label_smoothing: float = LabelSmoothingOption,
     all_pairs: bool = AllPairsOption,
     pairs: int = PairsOption,
@@ -573,11 +615,9 @@ def bench(
             epochs or (QUICK_EPOCHS if quick else None),
             optimizer,
             schedule,
-            shift,
-            swap,
-            elastic,
             label_smoothing,
             all_pairs,
+            **augmentation(shift, swap, elastic, rotate, shear, thickness, blur, contrast, noise),
         ),
     )
     jobs = expand(config)
@@ -641,26 +681,38 @@ def grid_axes(
     }
 
 
+def augmentation(
+    shift: int | None,
+    swap: bool | None,
+    elastic: float | None,
+    rotate: float | None,
+    shear: float | None,
+    thickness: float | None,
+    blur: float | None,
+    contrast: float | None,
+    noise: float | None,
+) -> dict:
+    """The augmentation flags as TrainConfig fields."""
+    return {"shift": shift, "swap": swap, "elastic": elastic, "rotate": rotate, "shear": shear,
+            "thickness": thickness, "blur": blur, "contrast": contrast, "noise": noise}  # fmt: skip
+
+
 def training_overrides(
     epochs: int | None,
     optimizer: Optimizer | None,
     schedule: Schedule | None,
-    shift: int | None,
-    swap: bool | None,
-    elastic: float | None,
     label_smoothing: float | None,
     all_pairs: bool | None,
+    **augmentation: float | bool | None,
 ) -> dict:
     """TrainConfig fields set for every architecture (None: each architecture's recipe)."""
     return {
         "epochs": epochs,
         "optimizer": value(optimizer),
         "schedule": value(schedule),
-        "shift": shift,
-        "swap": swap,
-        "elastic": elastic,
         "label_smoothing": label_smoothing,
         "all_pairs": all_pairs,
+        **augmentation,
     }
 
 
@@ -715,6 +767,12 @@ def tune(
     shift: int = ShiftOption,
     swap: bool = SwapOption,
     elastic: float = ElasticOption,
+    rotate: float = RotateOption,
+    shear: float = ShearOption,
+    thickness: float = ThicknessOption,
+    blur: float = BlurOption,
+    contrast: float = ContrastOption,
+    noise: float = NoiseOption,
     label_smoothing: float = LabelSmoothingOption,
     all_pairs: bool = AllPairsOption,
     pairs: int = PairsOption,
@@ -742,7 +800,14 @@ def tune(
         test_pairs=test_pairs or pairs,
         seed=seed,
         variant_options={"head": value(head), "tta": tta, "tta_warps": tta_warps, "ensemble": ensemble},
-        overrides=training_overrides(epochs, optimizer, schedule, shift, swap, elastic, label_smoothing, all_pairs),
+        overrides=training_overrides(
+            epochs,
+            optimizer,
+            schedule,
+            label_smoothing,
+            all_pairs,
+            **augmentation(shift, swap, elastic, rotate, shear, thickness, blur, contrast, noise),
+        ),
     )
     total = total_epochs(config)  # also checks every cell's grid before anything trains
     torch_device = resolve_device(device.value)
@@ -813,9 +878,12 @@ def predict(
     pairs: Path = typer.Option(None, "--pairs", help="CSV with header first,second: many pairs in batches."),
     model: Path = typer.Option(None, "--model", help="ONNX model.", show_default="the model shipped with digitcmp"),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout (one object per pair with --pairs)."),
+    save_digits_to: Path = typer.Option(
+        None, "--save-digits", help="Write the 28×28 digit the model saw for each input, as PNG, into this folder."
+    ),
 ) -> None:
     """Is the digit in the first image ≤ the digit in the second? (onnxruntime; no torch needed)"""
-    from .predict import load_model, read_pairs_csv, timed
+    from .predict import load_model, read_pairs_csv, save_digits, timed
     from .report import prediction_panel, predictions_table, stderr_console, stdout_console
 
     if pairs is None and len(images or []) != 2:
@@ -825,6 +893,9 @@ def predict(
     onnx_model = load_model(model)
     todo = read_pairs_csv(pairs) if pairs is not None else [(images[0], images[1])]
     results, seconds = timed(onnx_model, todo)
+    if save_digits_to is not None:
+        written = save_digits(results, save_digits_to)
+        stderr_console(json_output).print(f"{len(written)} digits as the model saw them: {save_digits_to}/")
     if json_output:
         for result in results:
             typer.echo(json.dumps(result.to_dict()))

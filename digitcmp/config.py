@@ -37,6 +37,12 @@ class TrainConfig:
     shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
     elastic: float = 0.0  # augmentation: smooth random warp of each digit, displacement std in pixels (0 = off)
     swap: bool = False  # augmentation: add every training pair swapped (equal digits stay 1 both ways)
+    rotate: float = 0.0  # augmentation: random rotation of each digit within ± this many degrees
+    shear: float = 0.0  # augmentation: random horizontal shear of each digit within ± this much
+    thickness: float = 0.0  # imitating pictures: stroke width blended towards dilation or erosion, within ± this
+    blur: float = 0.0  # imitating pictures: Gaussian blur of up to this many pixels (σ)
+    contrast: float = 0.0  # imitating pictures: ink fainter by up to this share of full white
+    noise: float = 0.0  # imitating pictures: Gaussian pixel noise of up to this standard deviation
     label_smoothing: float = 0.0  # share of the auxiliary digit target spread over all ten classes
     all_pairs: bool = False  # main loss over every ordered pair of a batch's digits (structured head, aux loss)
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, chunks on the CPU)
@@ -48,6 +54,10 @@ class TrainConfig:
         settings = dict(RECIPES.get(arch, {}))
         settings.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**settings).check()
+
+    @property
+    def imitates_pictures(self) -> bool:
+        return bool(self.thickness or self.blur or self.contrast or self.noise)
 
     def fitted(self, variant: Variant) -> TrainConfig:
         """The config as it applies to ``variant``: the all-pairs loss needs the structured head (which scores any
@@ -70,6 +80,12 @@ class TrainConfig:
             "--shift": (not 0 <= self.shift <= 4, "0 to 4 pixels"),
             "--elastic": (not 0 <= self.elastic <= 2, "0 to 2 pixels"),
             "--label-smoothing": (not 0 <= self.label_smoothing < 1, "0 ≤ value < 1"),
+            "--rotate": (not 0 <= self.rotate <= 45, "0 to 45 degrees"),
+            "--shear": (not 0 <= self.shear <= 1, "0 to 1"),
+            "--thickness": (not 0 <= self.thickness <= 1, "0 to 1"),
+            "--blur": (not 0 <= self.blur <= 2, "0 to 2 pixels"),
+            "--contrast": (not 0 <= self.contrast < 1, "0 ≤ value < 1"),
+            "--noise": (not 0 <= self.noise <= 0.5, "0 to 0.5"),
         }
         for flag, (bad, valid) in problems.items():
             if bad:

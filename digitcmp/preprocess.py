@@ -1,4 +1,4 @@
-"""Preprocessing defined once, shared by training data and ``predict`` (numpy only: predict must not need torch).
+"""Preprocessing defined once, shared by training data and ``predict`` (no torch: predict must not need it).
 
 A model's input is a pair of 14×14 digits in [0, 1], white on black, each the 2×2 average pool of a 28×28
 MNIST-style digit. Normalisation with ``MNIST_MEAN``/``MNIST_STD`` happens inside the model (and so inside the
@@ -8,6 +8,8 @@ ONNX graph), never here.
 from __future__ import annotations
 
 import numpy as np
+
+from .ink import Ink, isolate, reduce
 
 MNIST_MEAN = 0.1307  # mean pixel of MNIST training digits scaled to [0, 1]
 MNIST_STD = 0.3081  # their standard deviation
@@ -57,46 +59,50 @@ def mnist_digit(gray: np.ndarray) -> np.ndarray:
     return np.round(canvas * 255).astype(np.uint8)
 
 
-def image_to_gray(image) -> np.ndarray:
-    """Any PIL image (L, RGB, RGBA, LA, P, I;16, I, F, 1...) → float grayscale in [0, 1], white digit on black.
+def image_to_rgb(image) -> np.ndarray:
+    """Any PIL image (L, RGB, RGBA, LA, P, I;16, I, F, 1...) → float RGB H×W×3 in [0, 1].
 
-    Transparent pixels are composited onto the background the digit was drawn for (white behind dark ink, black
-    behind light ink); light backgrounds are then inverted.
-    """
-
+    Transparent pixels become paper: white behind dark ink, black behind light ink (the digit lives in the alpha
+    channel of many drawing apps' exports)."""
     if getattr(image, "n_frames", 1) > 1:  # animated GIF, multi-page TIFF: the first frame
         image.seek(0)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     alpha = None
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32)[..., None] / 255.0
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        gray = np.clip(values / top, 0, 1).astype(np.float32)
+        rgb = np.repeat(np.clip(values / top, 0, 1).astype(np.float32)[..., None], 3, axis=-1)
     else:
-        gray = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     if alpha is not None and alpha.min() < 1.0:
-        opaque = alpha > 0.5
-        ink_is_dark = opaque.any() and gray[opaque].mean() < 0.5
-        background = 1.0 if ink_is_dark else 0.0
-        gray = gray * alpha + background * (1.0 - alpha)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > 0.5:
-        gray, background = 1.0 - gray, 1.0 - background
-    return np.clip((gray - background) / max(1e-6, 1.0 - background), 0.0, 1.0)
+        opaque = alpha[..., 0] > 0.5
+        ink_is_dark = opaque.any() and rgb[opaque].mean() < 0.5
+        rgb = rgb * alpha + (1.0 if ink_is_dark else 0.0) * (1.0 - alpha)
+    return rgb
 
 
-def prepared_array(array: np.ndarray, name: str) -> np.ndarray:
-    """A .npy digit: 28×28 (MNIST-style, 0-255 or 0-1) is pooled; 14×14 is taken as an already pooled digit."""
+def picture_digit(image) -> tuple[np.ndarray, Ink]:
+    """A picture of a handwritten digit (any PIL image) → its 28×28 MNIST-style digit (uint8) and how it was found.
+
+    The one preparation of predict: the digit isolated from paper, shading and everything else in the picture
+    (``digitcmp.ink``), then framed as MNIST was. Raises ``NoDigit`` for a picture with no digit in it."""
+    ink = isolate(reduce(image_to_rgb(image)))
+    return mnist_digit(ink.image), ink
+
+
+def prepared_array(array: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A .npy digit → (28×28 uint8 digit, 14×14 pooled input): 28×28 (MNIST-style, 0-255 or 0-1) is pooled; 14×14
+    is taken as an already pooled digit (and shown at 28×28 by repeating each pixel)."""
     if array.shape not in ((28, 28), (14, 14)) or array.dtype.kind not in "uif":
         raise ValueError(f"{name} holds a {array.dtype} array of shape {array.shape}; expected 28×28 or 14×14 numbers")
     if not np.isfinite(array).all() or array.min() < 0:
         raise ValueError(f"{name} holds negative or non-finite values; expected pixels in [0, 1] or 0-255")
     if array.shape == (28, 28):
         digits = array if array.dtype == np.uint8 else np.round(array * (255 if array.max() <= 1 else 1))
-        return pool_digits(np.clip(digits, 0, 255).astype(np.uint8)[None])[0]
-    scaled = array.astype(np.float32) / (255.0 if array.max() > 1 else 1.0)
-    return np.clip(scaled, 0.0, 1.0)
+        image = np.clip(digits, 0, 255).astype(np.uint8)
+        return image, pool_digits(image[None])[0]
+    pooled = np.clip(array.astype(np.float32) / (255.0 if array.max() > 1 else 1.0), 0.0, 1.0)
+    return np.round(np.kron(pooled, np.ones((2, 2), np.float32)) * 255).astype(np.uint8), pooled

@@ -407,19 +407,32 @@ def export_panel(summary: ExportSummary) -> Panel:
     return Panel("\n".join(lines), title="digitcmp export", expand=False)
 
 
+def read_text(read: dict) -> str:
+    """One digit's read: '3 (99.9%)', or with the runner-up when unsure: '3 (61.0%), unsure: or 8 (30.2%)'."""
+    text = f"[bold]{read['digit']}[/bold] ({percent(read['probability'])})"
+    if read["unsure"]:
+        text += f", [yellow]unsure: or {read['runner_up']} ({percent(read['runner_up_probability'])})[/yellow]"
+    return text
+
+
+def verdict_text(data: dict) -> str:
+    """The comparison as one line: '3 ≤ 7 — yes (99.6%)'."""
+    sign, answer = ("≤", "yes") if data["first_le_second"] else (">", "no")
+    return f"{data['first']['digit']} {sign} {data['second']['digit']} — {answer} ({percent(data['probability'])})"
+
+
 def prediction_panel(p: Prediction) -> Panel:
-    """One pair's verdict: both digits with their probabilities, and the comparison."""
+    """One pair's verdict: both digits with their probabilities, the comparison, and any doubt about it."""
     data = p.to_dict()
     first, second = data["first"], data["second"]
-    sign = "≤" if data["first_le_second"] else ">"
-    verdict = "yes" if data["first_le_second"] else "no"
     lines = [
-        f"first   {first['path']}: [bold]{first['digit']}[/bold] ({percent(first['probability'])})",
-        f"second  {second['path']}: [bold]{second['digit']}[/bold] ({percent(second['probability'])})",
+        f"first   {first['path']}: {read_text(first)}",
+        f"second  {second['path']}: {read_text(second)}",
         "",
-        f"[bold]{first['digit']} {sign} {second['digit']}[/bold]: is the first ≤ the second? [bold]{verdict}[/bold] "
-        f"({percent(data['probability'])})",
+        f"is the first ≤ the second?  [bold]{verdict_text(data)}[/bold]",
     ]
+    if data["unsure"]:
+        lines.append("[yellow]⚠ unsure: check the digits the model saw (--save-digits DIR)[/yellow]")
     if not data["consistent"]:
         lines.append("[yellow]⚠ the comparison head disagrees with the two digit predictions[/yellow]")
     return Panel("\n".join(lines), title="digitcmp predict", expand=False)
@@ -427,12 +440,13 @@ def prediction_panel(p: Prediction) -> Panel:
 
 def predictions_table(predictions: list[Prediction]) -> Table:
     table = Table(title=f"{len(predictions)} pairs", title_justify="left")
-    for column in ("first", "digit", "second", "digit", "first ≤ second", "probability", "consistent"):
+    for column in ("first", "digit", "second", "digit", "first ≤ second", "probability", "unsure", "consistent"):
         table.add_column(column, justify="left" if column in ("first", "second") else "right")
     for p in predictions:
         d = p.to_dict()
         table.add_row(
             d["first"]["path"], str(d["first"]["digit"]), d["second"]["path"], str(d["second"]["digit"]),
-            "yes" if d["first_le_second"] else "no", percent(d["probability"]), "✅" if d["consistent"] else "⚠",
+            "yes" if d["first_le_second"] else "no", percent(d["probability"]), "⚠" if d["unsure"] else "",
+            "✅" if d["consistent"] else "⚠",
         )  # fmt: skip
     return table

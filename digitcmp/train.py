@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, rng
-from .augment import elastic_warp, random_shift
+from .augment import elastic_warp, imitate_pictures, random_shift
 from .config import TrainConfig
 from .data import DigitSource, PairSet, RoundData, draw_rounds
 from .errors import DigitcmpError
@@ -245,10 +245,13 @@ def train_members(
         for start in range(0, n, config.batch_size):
             batch = member_index, order[:, start : start + config.batch_size]
             inputs = fit.inputs[batch]
-            if config.elastic:
-                inputs = elastic_warp(inputs, config.elastic, streams["augment"])
+            if config.elastic or config.rotate or config.shear:
+                inputs = elastic_warp(inputs, config.elastic, streams["augment"], config.rotate, config.shear)
             if config.shift:
                 inputs = random_shift(inputs, config.shift, streams["augment"])
+            if config.imitates_pictures:
+                picture = (config.thickness, config.blur, config.contrast, config.noise)
+                inputs = imitate_pictures(inputs, streams["augment"], *picture)
             logits, digits = model.single_view(inputs)
             targets = fit.targets[batch]
             loss = comparison_loss(

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error
 from PIL import Image
+from rich.console import Console
 from typer.testing import CliRunner
 
 from digitcmp.cli import app
@@ -68,9 +69,10 @@ def off_centre(digit: np.ndarray) -> Image.Image:
 def test_npy_mnist_digit_is_exactly_the_training_tensor(tmp_path, test_digits):
     digit = test_digits.images[3]
     np.save(tmp_path / "d.npy", digit)
-    assert np.array_equal(load_digit(tmp_path / "d.npy"), pool_digits(digit[None])[0])
+    assert np.array_equal(load_digit(tmp_path / "d.npy").pooled, pool_digits(digit[None])[0])
+    assert np.array_equal(load_digit(tmp_path / "d.npy").image, digit)
     np.save(tmp_path / "p.npy", pool_digits(digit[None])[0])
-    assert np.array_equal(load_digit(tmp_path / "p.npy"), pool_digits(digit[None])[0])
+    assert np.array_equal(load_digit(tmp_path / "p.npy").pooled, pool_digits(digit[None])[0])
 
 
 @pytest.mark.parametrize("style", list(STYLES))
@@ -79,7 +81,7 @@ def test_every_image_style_becomes_the_mnist_digit(tmp_path, test_digits, style)
     differences = []
     for digit in test_digits.images[:20]:
         path = STYLES[style](digit, tmp_path)
-        differences.append(np.abs(load_digit(path) - pool_digits(digit[None])[0]).mean())
+        differences.append(np.abs(load_digit(path).pooled - pool_digits(digit[None])[0]).mean())
     assert np.median(differences) < 0.06, differences
 
 
@@ -124,8 +126,10 @@ def test_predict_json_schema(two_images):
     result = runner.invoke(app, ["predict", str(a), str(b), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"first", "second", "first_le_second", "probability", "consistent"}
-    assert data["first"]["path"] == str(a) and set(data["first"]) == {"path", "digit", "probability"}
+    assert set(data) == {"first", "second", "first_le_second", "probability", "consistent", "unsure"}
+    assert data["first"]["path"] == str(a)
+    assert set(data["first"]) == {"path", "digit", "probability", "runner_up", "runner_up_probability", "unsure"}
+    assert data["first"]["runner_up"] != data["first"]["digit"] and not data["unsure"]  # clear MNIST digits
     assert isinstance(data["first_le_second"], bool) and 0.5 <= data["probability"] <= 1
     assert (data["first"]["digit"], data["second"]["digit"]) == (label_a, label_b)
 
@@ -226,3 +230,41 @@ def test_predict_runs_without_torch(two_images):
 def test_load_digit_errors_are_digitcmp_errors(tmp_path):
     with pytest.raises(DigitcmpError):
         load_digit(tmp_path / "missing.bmp")
+
+
+def test_a_picture_without_a_digit_is_refused_in_one_line(tmp_path, two_images):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (400, 300), (236, 233, 225)).save(blank)
+    assert_one_line_error(
+        runner.invoke(app, ["predict", str(blank), str(two_images[1])]), 2, f"no digit found in {blank}"
+    )
+
+
+def test_save_digits_writes_what_the_model_saw(tmp_path, two_images):
+    a, b, _, _ = two_images
+    out = tmp_path / "seen"
+    result = runner.invoke(app, ["predict", str(a), str(b), "--save-digits", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    saved = sorted(p.name for p in out.iterdir())
+    assert saved == ["first-a.png", "second-b.png"]
+    first = np.asarray(Image.open(out / "first-a.png"))
+    assert first.shape == (28, 28) and first.dtype == np.uint8
+    assert np.array_equal(pool_digits(first[None])[0], load_digit(a).pooled)  # exactly the model's input
+
+
+def test_an_unsure_read_names_the_runner_up():
+    from digitcmp.predict import Digit, Prediction
+
+    digit = Digit("x.png", np.zeros((28, 28), np.uint8), np.zeros((14, 14), np.float32))
+    probabilities = np.full((2, 10), 0.01)
+    probabilities[0, 4], probabilities[0, 9] = 0.55, 0.37  # a 4 that might be a 9
+    probabilities[1, 7] = 0.91
+    data = Prediction(digit, digit, 0.93, probabilities).to_dict()
+    assert data["first"]["unsure"] and (data["first"]["digit"], data["first"]["runner_up"]) == (4, 9)
+    assert not data["second"]["unsure"] and data["unsure"]  # one unsure digit makes the answer unsure
+    from digitcmp.report import prediction_panel
+
+    console = Console(width=120, record=True)
+    console.print(prediction_panel(Prediction(digit, digit, 0.93, probabilities)))
+    text = console.export_text()
+    assert "unsure: or 9" in text and "4 ≤ 7 — yes (93.0%)" in text

@@ -1,0 +1,123 @@
+"""Real pictures: each step of finding a digit, on synthetic photo-like images made here, judged by how well the
+prepared 28×28 digit overlaps the one prepared from a clean drawing of the same strokes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitcmp.ink import NoDigit, stroke_width
+from digitcmp.preprocess import picture_digit
+
+SIZE = 240
+SEVEN = [np.array([[70, 62], [172, 62], [112, 190]], np.int32)]  # a 7 as one polyline
+FOUR = [np.array([[150, 190], [150, 50], [68, 150], [182, 150]], np.int32)]
+CLEAN_STROKE = 16  # about MNIST's stroke width for a digit box of this size
+
+
+def strokes(shape: list[np.ndarray], thickness: int, size: int = SIZE) -> np.ndarray:
+    """The digit's ink as a float mask in [0, 1], anti-aliased."""
+    canvas = np.zeros((size, size), np.uint8)
+    cv2.polylines(canvas, shape, isClosed=False, color=255, thickness=thickness, lineType=cv2.LINE_AA)
+    return canvas.astype(np.float32) / 255
+
+
+def paper(ink: np.ndarray, paper_rgb=(0.92, 0.92, 0.9), ink_rgb=(0.12, 0.12, 0.18), shading=0.0, texture=0.0,
+          seed: int = 0) -> Image.Image:  # fmt: skip
+    """Ink on paper as an RGB photo: a brightness gradient across the sheet and grain of the given strength."""
+    rng = np.random.default_rng(seed)
+    height, width = ink.shape
+    light = 1.0 - shading * np.linspace(0, 1, width)[None, :] * np.linspace(0.6, 1, height)[:, None]
+    grain = cv2.GaussianBlur(rng.normal(0, texture, (height, width)).astype(np.float32), (0, 0), 1.5) if texture else 0
+    base = np.asarray(paper_rgb, np.float32) * (light + grain)[..., None]
+    rgb = base * (1 - ink[..., None]) + np.asarray(ink_rgb, np.float32) * light[..., None] * ink[..., None]
+    return Image.fromarray(np.clip(rgb * 255, 0, 255).astype(np.uint8))
+
+
+def width(digit: np.ndarray) -> float:
+    """Stroke width of a prepared digit in its own pixels (measured at four times the resolution)."""
+    return stroke_width(cv2.resize(digit, (112, 112), interpolation=cv2.INTER_LINEAR) > 127) / 4
+
+
+def prepared(image: Image.Image) -> np.ndarray:
+    return picture_digit(image)[0]
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two prepared digits' ink (pixels above 30% of white)."""
+    inked_a, inked_b = a > 76, b > 76
+    return (inked_a & inked_b).sum() / max(1, (inked_a | inked_b).sum())
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    """The 7 drawn cleanly, white on black, with an MNIST-like stroke."""
+    return prepared(Image.fromarray((strokes(SEVEN, CLEAN_STROKE) * 255).astype(np.uint8)))
+
+
+def test_a_clean_drawing_is_framed_as_mnist(reference):
+    rows, cols = np.flatnonzero(reference.max(1) > 0), np.flatnonzero(reference.max(0) > 0)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (20, 21)  # fitted to a 20×20 box
+    mass = reference.astype(float) / reference.sum()
+    centre = (mass.sum(1) * np.arange(28)).sum(), (mass.sum(0) * np.arange(28)).sum()
+    assert np.allclose(centre, (14, 14), atol=0.75)  # centred by mass, as MNIST
+    assert reference.max() == 255
+
+
+def test_shading_and_paper_texture_are_removed(reference):
+    photo = paper(strokes(SEVEN, 6), shading=0.45, texture=0.05)
+    digit = prepared(photo)
+    assert overlap(digit, reference) > 0.6
+    assert digit[:, :3].max() < 40 and digit[:, -3:].max() < 40  # no shadow or grain left around the digit
+
+
+@pytest.mark.parametrize("thickness", [1, 30], ids=["1-px pen", "marker"])
+def test_thin_and_thick_strokes_come_out_like_mnist(reference, thickness):
+    digit = prepared(paper(strokes(SEVEN, thickness)))
+    assert overlap(digit, reference) > 0.55
+    assert 0.7 < width(digit) / width(reference) < 1.4
+
+
+def test_ruled_lines_specks_and_a_neighbours_fragment_are_dropped(reference):
+    ink = strokes(SEVEN, 8)
+    cv2.line(ink, (0, 120), (SIZE - 1, 120), 0.8, 2)  # a ruled line across the sheet, through the digit
+    cv2.line(ink, (0, 215), (SIZE - 1, 215), 0.8, 2)  # and one below it
+    cv2.circle(ink, (30, 200), 3, 1.0, -1)  # a speck
+    fragment = strokes([np.array([[SIZE - 1, 40], [212, 90], [SIZE - 1, 140]], np.int32)], 8)
+    digit = prepared(paper(np.maximum(ink, fragment), texture=0.02))  # a piece of the next digit at the edge
+    assert overlap(digit, reference) > 0.55
+    lone_line = prepared(paper(strokes(SEVEN, 8)))
+    assert overlap(digit, lone_line) > 0.6
+
+
+@pytest.mark.parametrize(
+    ("paper_rgb", "ink_rgb"),
+    [
+        ((0.95, 0.88, 0.45), (0.1, 0.2, 0.75)),
+        ((0.55, 0.75, 0.95), (0.85, 0.1, 0.1)),
+        ((0.1, 0.12, 0.1), (0.9, 0.9, 0.85)),
+    ],
+    ids=["blue on yellow", "red on blue", "chalk on a board"],
+)
+def test_coloured_paper_and_ink_and_either_polarity(reference, paper_rgb, ink_rgb):
+    digit = prepared(paper(strokes(SEVEN, 8), paper_rgb=paper_rgb, ink_rgb=ink_rgb, texture=0.02))
+    assert overlap(digit, reference) > 0.6
+
+
+def test_a_digit_is_told_from_another(reference):
+    four = prepared(paper(strokes(FOUR, 8)))
+    assert overlap(four, reference) < 0.35  # the overlap measure does separate different digits
+
+
+@pytest.mark.parametrize("blank", ["white paper", "textured paper", "noise"])
+def test_a_picture_without_a_digit_is_refused(blank):
+    rng = np.random.default_rng(1)
+    image = {
+        "white paper": lambda: paper(np.zeros((SIZE, SIZE), np.float32)),
+        "textured paper": lambda: paper(np.zeros((SIZE, SIZE), np.float32), shading=0.3, texture=0.06),
+        "noise": lambda: Image.fromarray(rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)),
+    }[blank]()
+    with pytest.raises(NoDigit):
+        prepared(image)
