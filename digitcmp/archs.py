@@ -29,10 +29,14 @@ class ArchSpec:
     dropout: float = 0.0  # the towers' dropout rate (where the architecture places dropout: docs/models.md)
     batch_norm: bool = False  # batch normalisation (convolutions of conv towers, hidden layers of FC towers)
     head: str = "mlp"
+    head_width: int = 64  # hidden units of a learned comparison head (0: a single linear layer)
+    head_classes: int = 1  # its outputs: 1 logit, or 2 class scores whose difference is the logit
+    joint: bool = False  # reads both digits as two channels of one image: no towers, so no weight sharing
     tta: bool = False
     tta_warps: int = 0  # fixed elastic warps among the test-time views
     ensemble: int = 1
-    params: tuple[int, int] = (0, 0)  # parameters at the defaults, with / without weight sharing (tests check)
+    params: tuple[int, int] = (0, 0)  # parameters at the defaults, with / without weight sharing (tests check);
+    # a joint architecture has one network, so both are the same
 
     def build_tower(self) -> Callable:
         """The tower builder, imported on first use (it needs torch)."""
@@ -91,6 +95,41 @@ ARCHS: dict[str, ArchSpec] = {
             tta=True,
             tta_warps=32,
             params=(54_842, 109_684),
+        ),
+        ArchSpec(
+            "strided-cnn",
+            "two 3×3 conv with stride 2 and padding 2 (64, 96 channels), each with a 3×3 max-pool of stride 2, "
+            "→ 150 → 10; comparison 20 → 20 → 2 classes",
+            "strided_cnn",
+            channels=(64, 96),
+            hidden=(150,),
+            head_width=20,
+            head_classes=2,
+            params=(72_554, 144_646),
+        ),
+        ArchSpec(
+            "convnet3",
+            "three unpadded conv (3×3, 3×3, 2×2; 32, 64, 32 channels), max-pools after the first two, → 32 "
+            "features; digits 32 → 128 → 10; comparison on both digits' features 64 → 512 → 1",
+            "convnet3",
+            channels=(32, 64, 32),
+            hidden=(128,),
+            head="features",
+            head_width=512,
+            params=(66_347, 98_901),
+        ),
+        ArchSpec(
+            "joint-conv6",
+            "no towers: six blocks of unpadded 3×3 conv, BatchNorm, ReLU, dropout 0.1 on both digits as two "
+            "channels (32 each), then three heads 128 → 20 → dropout 0.5 → comparison, first digit, second digit",
+            "joint_conv6",
+            channels=(32,) * 6,
+            hidden=(20,),
+            dropout=0.1,
+            batch_norm=True,
+            head="features",
+            joint=True,
+            params=(55_413, 55_413),
         ),
     )
 }

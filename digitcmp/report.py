@@ -114,7 +114,7 @@ def architectures_table() -> Table:
         table.add_row(
             spec.name,
             spec.description,
-            f"{spec.params[0]:,} / {spec.params[1]:,}",
+            f"{spec.params[1]:,} (no towers)" if spec.joint else f"{spec.params[0]:,} / {spec.params[1]:,}",
             head,
             recipe_text(spec.name),
         )

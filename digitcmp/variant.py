@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, fields
 from .archs import ACTIVATIONS, get_arch
 from .errors import DigitcmpError
 
-HEADS = ("mlp", "structured")
-HEAD_WIDTH = 64  # hidden units of the learned (mlp) comparison head: 20 → 64 → 1
+# Comparison heads: learned on both digits' logits (mlp), their softmax probabilities (probs) or the towers' features
+# (features), or the exact rule from the digit distributions (structured).
+HEADS = ("mlp", "probs", "features", "structured")
 MAX_TTA_WARPS = 64
 MAX_ENSEMBLE = 16
 
@@ -32,8 +33,9 @@ class Variant:
     activation: str  # relu | tanh | sigmoid | selu, in the towers and the mlp head
     dropout: float  # the towers' dropout rate
     batch_norm: bool  # batch normalisation in the towers
-    head: str  # mlp (learned) | structured (exact rule from the digit distributions)
-    head_width: int | None  # hidden units of the mlp head (None for the structured head, which has none)
+    head: str  # mlp | probs | features (learned) | structured (exact rule from the digit distributions)
+    head_width: int | None  # hidden units of a learned head, 0: one linear layer (None: the head has no layers)
+    head_classes: int  # a learned head's outputs: 1 logit, or 2 class scores (a softmax classifier)
     tta: bool  # test-time averaging over 1-pixel shifts (and warps) in eval mode
     ensemble: int  # networks trained independently per model, probabilities averaged
     tta_warps: int  # fixed elastic warps among the test-time views (0 without tta)
@@ -57,10 +59,18 @@ class Variant:
             raise DigitcmpError(f"--dropout {self.dropout} is out of range; use 0 ≤ rate < 1")
         if self.head not in HEADS:
             raise DigitcmpError(f"unknown head '{self.head}'; choose from: {', '.join(HEADS)}")
-        if (self.head == "mlp") != (self.head_width is not None):
-            raise DigitcmpError("--head-width applies to the mlp head only; drop it or use --head mlp")
-        if self.head_width is not None and self.head_width < 1:
-            raise DigitcmpError(f"--head-width must be positive, got {self.head_width}")
+        if spec.joint and (self.weight_sharing or self.head != "features"):
+            raise DigitcmpError(
+                f"architecture '{self.arch}' reads both digits together: it has no towers to share and its own head; "
+                "use --no-weight-sharing and drop --head"
+            )
+        learned = self.head != "structured" and not spec.joint
+        if learned != (self.head_width is not None):
+            raise DigitcmpError("--head-width applies to a learned head only; drop it or choose --head mlp")
+        if self.head_width is not None and self.head_width < 0:
+            raise DigitcmpError(f"--head-width must be 0 or more, got {self.head_width}")
+        if self.head_classes not in (1, 2) or (self.head == "structured" and self.head_classes != 1):
+            raise DigitcmpError("--head-classes is 1 or 2, and 1 for the structured head")
         if not 1 <= self.ensemble <= MAX_ENSEMBLE:
             raise DigitcmpError(f"--ensemble must be between 1 and {MAX_ENSEMBLE} networks, got {self.ensemble}")
         if not 0 <= self.tta_warps <= MAX_TTA_WARPS:
@@ -88,8 +98,10 @@ class Variant:
         parts.append(f"aux{self.aux_weight:g}" if self.aux_weight else "noaux")
         if self.head != spec.head:
             parts.append(self.head)
-        if self.head_width not in (None, HEAD_WIDTH):
+        if self.head_width not in (None, spec.head_width):
             parts.append(f"hw{self.head_width}")
+        if self.head_classes != spec.head_classes:
+            parts.append(f"{self.head_classes}class")
         if self.tta != spec.tta:
             parts.append("tta" if self.tta else "notta")
         if self.ensemble != spec.ensemble:
@@ -133,7 +145,7 @@ TECHNIQUES = {"none": (False, False), "ws": (True, False), "aux": (False, True),
 # The variant users get when they name none: the best the project has measured (docs/results.md).
 DEFAULT_ARCH, DEFAULT_WEIGHT_SHARING, DEFAULT_AUX_WEIGHT = "vgg4", True, 1.0
 # What create_variant accepts besides the architecture, weight sharing and auxiliary weight (bench grid axes too).
-TOWER_OPTIONS = ("channels", "hidden", "activation", "dropout", "batch_norm", "head_width")
+TOWER_OPTIONS = ("channels", "hidden", "activation", "dropout", "batch_norm", "head_width", "head_classes")
 
 
 def create_variant(
@@ -148,6 +160,7 @@ def create_variant(
     batch_norm: bool | None = None,
     head: str | None = None,
     head_width: int | None = None,
+    head_classes: int | None = None,
     tta: bool | None = None,
     ensemble: int | None = None,
     tta_warps: int | None = None,
@@ -159,10 +172,11 @@ def create_variant(
     if channels is not None and len(channels) == 1 and len(spec.channels) > 1 and channels[0] >= 1:
         channels = spec.scaled_channels(channels[0])
     head = head or spec.head
+    learned = head != "structured" and not spec.joint
     tta = spec.tta if tta is None else tta
     return Variant(
         arch=spec.name,
-        weight_sharing=DEFAULT_WEIGHT_SHARING if weight_sharing is None else weight_sharing,
+        weight_sharing=(not spec.joint and DEFAULT_WEIGHT_SHARING) if weight_sharing is None else weight_sharing,
         aux_weight=float(DEFAULT_AUX_WEIGHT if aux_weight is None else aux_weight),
         channels=spec.channels if channels is None else tuple(channels),
         hidden=spec.hidden if hidden is None else tuple(hidden),
@@ -170,7 +184,8 @@ def create_variant(
         dropout=float(spec.dropout if dropout is None else dropout),
         batch_norm=spec.batch_norm if batch_norm is None else batch_norm,
         head=head,
-        head_width=(head_width or HEAD_WIDTH) if head == "mlp" else head_width,
+        head_width=(spec.head_width if head_width is None else head_width) if learned else head_width,
+        head_classes=spec.head_classes if head_classes is None else head_classes,
         tta=tta,
         ensemble=spec.ensemble if ensemble is None else ensemble,
         tta_warps=(spec.tta_warps if tta else 0) if tta_warps is None else tta_warps,

@@ -16,7 +16,12 @@ from digitcmp.model.losses import all_pairs_logits, comparison_loss
 from digitcmp.model.network import ComparisonNet, StructuredHead, count_parameters, member_state
 from digitcmp.variant import Variant, create_variant
 
-VARIANTS = [create_variant(arch, ws, aux) for arch in ARCHS for ws in (False, True) for aux in (0.0, 1.0)]
+VARIANTS = [
+    create_variant(arch, ws, aux)
+    for arch, spec in ARCHS.items()
+    for ws in ((False,) if spec.joint else (False, True))
+    for aux in (0.0, 1.0)
+]
 
 
 def test_registry_has_the_reports_architectures():
@@ -31,7 +36,7 @@ def test_forward_shapes_for_every_variant(variant):
     assert torch.isfinite(logits).all() and torch.isfinite(digits).all()
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", [name for name, spec in ARCHS.items() if not spec.joint])
 def test_weight_sharing_means_one_tower(arch):
     shared, separate = ComparisonNet(create_variant(arch, True, 1.0)), ComparisonNet(create_variant(arch, False, 1.0))
     assert shared.tower_b is shared.tower_a and separate.tower_b is not separate.tower_a
@@ -142,7 +147,7 @@ def test_a_variant_is_resolved_once_and_complete():
     assert lenet.name == "lenet-sep-aux0.5-tta-x3-tw4"
     assert Variant.from_dict(lenet.to_dict()) == lenet
     with pytest.raises(DigitcmpError, match="no convolution layers"):  # a hand-built variant is checked too
-        Variant("deep-fc", True, 1.0, (16,), (64,), "relu", 0.0, False, "mlp", 64, False, 1, 0)
+        Variant("deep-fc", True, 1.0, (16,), (64,), "relu", 0.0, False, "mlp", 64, 1, False, 1, 0)
 
 
 def test_tower_options_name_the_variant_and_one_channel_count_scales_the_default():
@@ -182,9 +187,40 @@ def test_tower_options_build_the_layers_they_name(variant):
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_a_joint_network_reads_both_digits_together_and_has_no_towers_to_share():
+    joint = ComparisonNet(create_variant("joint-conv6", aux_weight=1.0), members=2)
+    assert not joint.variant.weight_sharing and joint.tower_b is joint.tower_a and joint.head is None
+    assert joint.tower_a.trunk[1].weight.shape[2] == 2  # the first convolution reads two channels
+    pairs = torch.rand(2, 4, 2, 14, 14)
+    logits, digits = joint(pairs)
+    assert logits.shape == (2, 4) and digits.shape == (2, 4, 2, 10)
+    _, swapped_digits = joint(pairs.flip(2))
+    assert not torch.allclose(digits[:, :, 0], swapped_digits[:, :, 1])  # not siamese: order matters everywhere
+    with pytest.raises(DigitcmpError, match="reads both digits together"):
+        create_variant("joint-conv6", weight_sharing=True)
+
+
+@pytest.mark.parametrize(("head", "classes"), [("probs", 1), ("features", 2), ("mlp", 2)])
+def test_learned_heads_read_logits_probabilities_or_features(head, classes):
+    variant = create_variant("lenet", True, 1.0, head=head, head_width=8, head_classes=classes)
+    model = ComparisonNet(variant, members=1).eval()
+    first_layer = model.head[0]
+    assert first_layer.weight.shape[1:] == ((2 * 256, 8) if head == "features" else (20, 8))
+    assert model.head[-1].weight.shape[-1] == classes
+    pairs = torch.rand(1, 5, 2, 14, 14)
+    logits, digits = model(pairs)
+    x = (pairs - 0.1307) / 0.3081  # the model normalises its input
+    features = torch.cat([model.tower_a.features(x[:, :, 0]), model.tower_a.features(x[:, :, 1])], -1)
+    inputs = {"probs": digits.softmax(-1).flatten(2), "mlp": digits.flatten(2), "features": features}[head]
+    scores = model.head(inputs)
+    expected = scores[..., 0] if classes == 1 else scores[..., 1] - scores[..., 0]
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
 def test_registry_parameter_counts_are_the_built_models():
     for spec in ARCHS.values():
-        counts = tuple(count_parameters(ComparisonNet(create_variant(spec.name, ws, 1.0))) for ws in (True, False))
+        sharing = (False, False) if spec.joint else (True, False)
+        counts = tuple(count_parameters(ComparisonNet(create_variant(spec.name, ws, 1.0))) for ws in sharing)
         assert counts == spec.params, spec.name
 
 

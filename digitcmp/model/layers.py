@@ -42,11 +42,13 @@ class MemberLinear(nn.Module):
 class MemberConv2d(nn.Module):
     """A square convolution per member, as one grouped convolution over maps B×(E·C)×H×W."""
 
-    def __init__(self, members: int, channels_in: int, channels_out: int, kernel: int = 3, padding: int = 0):
+    def __init__(
+        self, members: int, channels_in: int, channels_out: int, kernel: int = 3, padding: int = 0, stride: int = 1
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, channels_out, channels_in, kernel, kernel))
         self.bias = nn.Parameter(torch.empty(members, channels_out))
-        self.padding = padding
+        self.padding, self.stride = padding, stride
 
     def initialise(self, generators: list[torch.Generator]) -> None:
         fan_in = self.weight[0, 0].numel()  # channels_in × kernel²
@@ -54,7 +56,8 @@ class MemberConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         members = self.weight.shape[0]
-        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), padding=self.padding, groups=members)
+        weight, bias = self.weight.flatten(0, 1), self.bias.flatten()
+        return F.conv2d(x, weight, bias, stride=self.stride, padding=self.padding, groups=members)
 
 
 class MemberBatchNorm2d(nn.Module):
@@ -123,6 +126,14 @@ class ImagesToMaps(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.transpose(0, 1).contiguous(memory_format=torch.channels_last)
+
+
+class PairsToMaps(nn.Module):
+    """Pairs E×B×2×14×14 → maps B×(E·2)×14×14 (each member's two digits as two channels of one image),
+    channels-last: for networks that read both digits together."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(0, 1).flatten(1, 2).contiguous(memory_format=torch.channels_last)
 
 
 class ImagesToVectors(nn.Module):

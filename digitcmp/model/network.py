@@ -18,7 +18,7 @@ from ..augment import TTA_SHIFTS, take_views, tta_views
 from ..preprocess import INPUT_SIZE, MNIST_MEAN, MNIST_STD
 from ..variant import Variant
 from .layers import MemberConv2d, MemberDropout, MemberLinear
-from .towers import activation
+from .towers import JointTower, activation
 
 
 class StructuredHead(nn.Module):
@@ -54,17 +54,19 @@ class ComparisonNet(nn.Module):
         self.variant = variant
         self.members = members
         self.networks = networks = members * variant.ensemble
-        build_tower = get_arch(variant.arch).build_tower()
+        spec = get_arch(variant.arch)
+        build_tower = spec.build_tower()
         self.tower_a = build_tower(networks, variant)
-        # Weight sharing is the same module object, so its parameters exist (and are counted) once.
-        self.tower_b = self.tower_a if variant.weight_sharing else build_tower(networks, variant)
-        if variant.head_width is not None:  # the learned head: both digits' 10 logits → hidden → comparison logit
-            width = variant.head_width
-            self.head: nn.Module = nn.Sequential(
-                MemberLinear(networks, 20, width), activation(variant), MemberLinear(networks, width, 1)
-            )
-        else:
-            self.head = StructuredHead()
+        # Weight sharing is the same module object, so its parameters exist (and are counted) once; an architecture
+        # that reads both digits together has one network and no towers to share.
+        self.tower_b = self.tower_a if variant.weight_sharing or spec.joint else build_tower(networks, variant)
+        if spec.joint or variant.head == "structured":
+            self.head: nn.Module | None = None if spec.joint else StructuredHead()
+        else:  # a learned head on both digits' logits, probabilities or features → hidden layer → class scores
+            inputs = 2 * self.tower_a.feature_size if variant.head == "features" else 20
+            width, classes = variant.head_width, variant.head_classes
+            layers = [MemberLinear(networks, inputs, width), activation(variant)] if width else []
+            self.head = nn.Sequential(*layers, MemberLinear(networks, width or inputs, classes))
         self.initialise(generators or [torch.default_generator] * networks)
         # Derived from the variant, not learned: rebuilt with the model, never saved in checkpoints.
         view_index, view_weight = tta_views(variant.tta_warps)
@@ -116,16 +118,32 @@ class ComparisonNet(nn.Module):
     def single_view(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every network's own outputs for its own pairs (E·K networks × B pairs), no averaging."""
         x = (pairs - MNIST_MEAN) / MNIST_STD
+        if isinstance(self.tower_a, JointTower):
+            scores, digits = self.tower_a(x)
+            return comparison_logit(scores), digits
         first, second = x[:, :, 0], x[:, :, 1]
-        if self.variant.weight_sharing:
-            both = self.tower_a(torch.cat([first, second], dim=1))
-            digits_a, digits_b = both.chunk(2, dim=1)
+        if self.variant.weight_sharing:  # both digits through the one tower as one batch
+            features = self.tower_a.features(torch.cat([first, second], dim=1))
+            digits_a, digits_b = self.tower_a.classify(features).chunk(2, dim=1)
+            features_a, features_b = features.chunk(2, dim=1)
         else:
-            digits_a, digits_b = self.tower_a(first), self.tower_b(second)
+            features_a, features_b = self.tower_a.features(first), self.tower_b.features(second)
+            digits_a, digits_b = self.tower_a.classify(features_a), self.tower_b.classify(features_b)
         digits = torch.stack([digits_a, digits_b], dim=2)
         if isinstance(self.head, StructuredHead):
             return self.head(digits), digits
-        return self.head(digits.flatten(2)).squeeze(-1), digits
+        inputs = {
+            "mlp": lambda: digits.flatten(2),
+            "probs": lambda: digits.softmax(-1).flatten(2),
+            "features": lambda: torch.cat([features_a, features_b], dim=-1),
+        }[self.variant.head]()
+        return comparison_logit(self.head(inputs)), digits
+
+
+def comparison_logit(scores: torch.Tensor) -> torch.Tensor:
+    """A head's outputs …×1 (the logit) or …×2 (two class scores, as a softmax classifier: their difference is the
+    logit of 'first ≤ second', so the binary cross-entropy on it is the two-class cross-entropy) → the logit."""
+    return scores[..., 0] if scores.shape[-1] == 1 else scores[..., 1] - scores[..., 0]
 
 
 def count_parameters(model: ComparisonNet) -> int:
