@@ -32,6 +32,7 @@ class ArchSpec:
     head_width: int = 64  # hidden units of a learned comparison head (0: a single linear layer)
     head_classes: int = 1  # its outputs: 1 logit, or 2 class scores whose difference is the logit
     joint: bool = False  # reads both digits as two channels of one image: no towers, so no weight sharing
+    study: bool = True  # part of the study that bench runs by default (the others serve the reports' presets)
     tta: bool = False
     tta_warps: int = 0  # fixed elastic warps among the test-time views
     ensemble: int = 1
@@ -101,6 +102,7 @@ ARCHS: dict[str, ArchSpec] = {
             "two 3×3 conv with stride 2 and padding 2 (64, 96 channels), each with a 3×3 max-pool of stride 2, "
             "→ 150 → 10; comparison 20 → 20 → 2 classes",
             "strided_cnn",
+            study=False,
             channels=(64, 96),
             hidden=(150,),
             head_width=20,
@@ -112,6 +114,7 @@ ARCHS: dict[str, ArchSpec] = {
             "three unpadded conv (3×3, 3×3, 2×2; 32, 64, 32 channels), max-pools after the first two, → 32 "
             "features; digits 32 → 128 → 10; comparison on both digits' features 64 → 512 → 1",
             "convnet3",
+            study=False,
             channels=(32, 64, 32),
             hidden=(128,),
             head="features",
@@ -123,6 +126,7 @@ ARCHS: dict[str, ArchSpec] = {
             "no towers: six blocks of unpadded 3×3 conv, BatchNorm, ReLU, dropout 0.1 on both digits as two "
             "channels (32 each), then three heads 128 → 20 → dropout 0.5 → comparison, first digit, second digit",
             "joint_conv6",
+            study=False,
             channels=(32,) * 6,
             hidden=(20,),
             dropout=0.1,
@@ -133,6 +137,9 @@ ARCHS: dict[str, ArchSpec] = {
         ),
     )
 }
+
+
+STUDY = tuple(name for name, spec in ARCHS.items() if spec.study)
 
 
 def get_arch(name: str) -> ArchSpec:

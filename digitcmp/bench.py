@@ -91,7 +91,7 @@ def expand(config: BenchConfig) -> list[Job]:
             config.lrs or (base.lr,),
             config.batch_sizes or (base.batch_size,),
             config.weight_decays or (base.weight_decay,),
-            config.weight_sharing,
+            (False,) if spec.joint else config.weight_sharing,  # one network reading both digits: nothing to share
             config.aux_weights,
         ):
             options = {name: value for (name, _), value in zip(towers, tower, strict=True)}

@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .archs import ACTIVATIONS, ARCHS
+from .archs import ACTIVATIONS, ARCHS, STUDY
 from .config import DATA_ENV, Optimizer, Schedule
 from .errors import DigitcmpError
 from .variant import HEADS, create_variant
@@ -297,7 +297,7 @@ ValFractionOption = typer.Option(
 
 # Grid axes of bench and tune: comma lists (layer lists separated by /), each value a cell of the grid.
 ArchListOption = typer.Option(
-    None, "--arch", help="Architectures, a comma list (digitcmp list).", show_default="all registered"
+    None, "--arch", help="Architectures, a comma list (digitcmp list).", show_default="the study's: " + ",".join(STUDY)
 )
 AxisChannelsOption = typer.Option(
     None,
@@ -602,7 +602,7 @@ def bench(
     from .train import resolve_device
 
     config = BenchConfig(
-        archs=parse_list(arch, str, "--arch") or tuple(ARCHS),
+        archs=parse_list(arch, str, "--arch") or STUDY,
         aux_weights=parse_list(aux_weight, float, "--aux-weight"),
         **grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay),
         rounds=rounds or (QUICK_ROUNDS if quick else 10),
@@ -787,7 +787,7 @@ def tune(
     from .tune import TuneConfig, cell_record, run_and_save, total_epochs
 
     config = TuneConfig(
-        archs=parse_list(arch, str, "--arch") or tuple(ARCHS),
+        archs=parse_list(arch, str, "--arch") or STUDY,
         techniques=parse_list(technique, str, "--technique"),
         aux_weights=parse_list(aux_weight, float, "--aux-weight"),
         **grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay),

@@ -93,6 +93,8 @@ def architectures_records() -> list[dict]:
             "description": spec.description,
             "params_weight_sharing": spec.params[0],
             "params_separate": spec.params[1],
+            "joint": spec.joint,
+            "study": spec.study,
             "defaults": {
                 key: value
                 for key, value in create_variant(spec.name).to_dict().items()

@@ -58,6 +58,7 @@ def test_train_json_writes_checkpoint_and_results(tmp_path):
         "batch_norm": False,
         "head": "mlp",
         "head_width": 64,
+        "head_classes": 1,
         "tta": False,
         "ensemble": 1,
         "tta_warps": 0,
@@ -96,7 +97,7 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
         (("--arch", "shallow-fc", "--channels", "8"), ("no convolution layers",)),
         (("--arch", "lenet", "--channels", "8,16,32"), ("--channels", "2 convolution layers")),
         (("--hidden", "12,x"), ("--hidden", "comma")),
-        (("--head", "structured", "--head-width", "8"), ("--head-width", "mlp head")),
+        (("--head", "structured", "--head-width", "8"), ("--head-width", "learned head")),
         (("--pairs", "3000"), ("distinct digits",)),
         (("--download",), ("--data-dir",)),
     ],
@@ -147,7 +148,15 @@ def test_list_shows_every_architecture_with_its_parameters():
     assert [r["name"] for r in records] == list(ARCHS)
     for record in records:
         assert record["name"] in table.stdout
-        assert f"{record['params_weight_sharing']:,} / {record['params_separate']:,}" in table.stdout
+        joint = (
+            record["defaults"]["head"] == "features" and record["params_weight_sharing"] == record["params_separate"]
+        )
+        count = (
+            f"{record['params_separate']:,}"
+            if joint
+            else f"{record['params_weight_sharing']:,} / {record['params_separate']:,}"
+        )
+        assert count in table.stdout
     assert next(r for r in records if r["name"] == "vgg4")["recipe"]["epochs"] == 60
 
 
