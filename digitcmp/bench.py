@@ -19,6 +19,8 @@ from .archs import get_arch
 from .config import TrainConfig
 from .data import DigitSource, draw_rounds
 from .errors import DigitcmpError
+from .files import write_json
+from .presets import PresetCell, get_preset, within
 from .report import write_results
 from .train import RunResult, environment, train_variant
 from .variant import Variant, create_variant
@@ -52,6 +54,7 @@ class BenchConfig:
     seed: int = 0
     variant_options: dict = field(default_factory=dict)  # create_variant options for every cell (head, tta, ...)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields set for every architecture (e.g. epochs)
+    preset: str | None = None  # a report's cells instead of the grid (digitcmp.presets)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Job:
 
     variant: Variant
     config: TrainConfig
+    cell: PresetCell | None = None  # the report's cell it reproduces, with a preset
 
     def key(self) -> dict:
         """The fields that identify this cell in results files and baselines."""
@@ -76,16 +80,30 @@ class Outcome:
     error: str | None = None
 
 
+def preset_jobs(config: BenchConfig) -> list[Job]:
+    """A preset's cells, each with the preset's training settings, then the cell's, then those given (--epochs)."""
+    preset = get_preset(config.preset)
+    jobs = []
+    for cell in preset.cells:
+        variant = create_variant(**cell.variant)
+        overrides = {**preset.train, **cell.train, **{k: v for k, v in config.overrides.items() if v is not None}}
+        jobs.append(Job(variant, TrainConfig.for_arch(variant.arch, **overrides).fitted(variant), cell))
+    return jobs
+
+
 def expand(config: BenchConfig) -> list[Job]:
-    """Every combination of the grid's axes. Channels apply to the architectures with convolutions, the head
-    width to cells with the learned head; elsewhere those axes collapse to the architecture's own."""
+    """Every combination of the grid's axes (or a preset's cells). Channels apply to the architectures with
+    convolutions, the head width to cells with the learned head; elsewhere those axes collapse to the
+    architecture's own."""
+    if config.preset:
+        return preset_jobs(config)
     jobs = []
     for arch in config.archs:
         spec = get_arch(arch)
         structured = (config.variant_options.get("head") or spec.head) == "structured"
         inapplicable = {"channels": not spec.channels, "head_width": structured}
         towers = [(name, (None,) if inapplicable.get(name) else values) for name, values in config.tower_axes.items()]
-        base = TrainConfig.for_arch(arch, **config.overrides, val_fraction=config.val_fraction)
+        base = TrainConfig.for_arch(arch, **{**config.overrides, "val_fraction": config.val_fraction})
         for *tower, lr, batch, decay, ws, aux in itertools.product(
             *(values for _, values in towers),
             config.lrs or (base.lr,),
@@ -167,6 +185,8 @@ def variant_record(outcome: Outcome) -> dict:
         "status": "ok" if outcome.result else "failed",
         "train_config": asdict(outcome.job.config),
     }
+    if outcome.job.cell is not None:
+        record["cell"] = outcome.job.cell.label
     if outcome.result is None:
         return {**record, "error": outcome.error}
     result = outcome.result
@@ -258,11 +278,16 @@ def run_study(
     folder: Path,
     on_epoch: Callable[[int], None] | None = None,
     on_done: Callable[[Outcome], None] | None = None,
+    command: str = "",
 ) -> Study:
-    """Run the grid and write every results file (and ``best.pt``) for the cells that finished."""
+    """Run the grid and write every results file (and ``best.pt``) for the cells that finished; with a preset,
+    also ``reproduction.json``, the report's figures beside ours (``command`` is recorded with them)."""
     outcomes = run_bench(config, source, device, on_epoch, on_done)
     document = results_document(config, outcomes, environment(str(device)), source.describe())
     save_best(outcomes, document, folder / "best.pt", seed=config.seed)
+    if config.preset:
+        document["reproduction"] = reproduction(document, outcomes, command)
+        write_json(folder / "reproduction.json", document["reproduction"])
     write_results(folder, document)
     return Study(document, len(outcomes) < len(expand(config)))
 
@@ -276,3 +301,34 @@ def read_baseline(path: Path) -> dict:
     if not isinstance(baseline, dict) or not isinstance(baseline.get("variants"), list):
         raise DigitcmpError(f"{path} is not a digitcmp bench results.json (no 'variants' list)")
     return baseline
+
+
+def reproduction(document: dict, outcomes: list[Outcome], command: str) -> list[dict]:
+    """A preset run beside its report: for every published cell, the report's figure and ours (the metric the
+    report published: the last epoch's test accuracy, or the best test epoch's, with the last epoch's beside it),
+    and whether ours lies within the combined spread."""
+    preset = get_preset(document["config"]["preset"])
+    rows = []
+    for outcome in outcomes:
+        cell = outcome.job.cell
+        if cell is None or cell.published is None or outcome.result is None:
+            continue
+        summary = outcome.result.summary()
+        last = (summary["test_accuracy_mean"], summary["test_accuracy_std"])
+        best = (summary.get("best_epoch_test_accuracy_mean"), summary.get("best_epoch_test_accuracy_std"))
+        ours = best if preset.published_metric == "best-epoch" and best[0] is not None else last
+        rows.append({
+            "report": preset.report,
+            "cell": cell.label,
+            "published_mean": cell.published[0],
+            "published_std": cell.published[1],
+            "ours_mean": round(ours[0], 6),
+            "ours_std": round(ours[1], 6),
+            "metric": preset.published_metric,
+            "ours_last_epoch_mean": round(last[0], 6),
+            "ours_last_epoch_std": round(last[1], 6),
+            "seconds_per_round": round(summary["seconds_per_round"], 2),
+            "within": within(cell.published, ours),
+            "command": command,
+        })  # fmt: skip
+    return rows

@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .archs import ACTIVATIONS, ARCHS, STUDY
-from .config import DATA_ENV, Optimizer, Schedule
+from .config import DATA_ENV, LossKind, Optimizer, Schedule
 from .errors import DigitcmpError
 from .variant import HEADS, create_variant
 
@@ -43,6 +43,7 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+INVOCATION: list[str] = []  # the command line being run, as typed (recorded beside reproduced figures)
 # Click's base exception (vendored inside Typer by recent releases), reached through a public subclass.
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -52,6 +53,8 @@ class PlainErrors(TyperGroup):
     keeps Typer's rich panels."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        given = kwargs.get("args", args[0] if args else None)
+        INVOCATION[:] = ["digitcmp", *(sys.argv[1:] if given is None else given)]
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -236,6 +239,14 @@ EnsembleOption = typer.Option(
     show_default="1", rich_help_panel=ADVANCED,
 )  # fmt: skip
 OptimizerOption = typer.Option(None, "--optimizer", help="Optimiser.", show_default=RECIPE, rich_help_panel=ADVANCED)
+MomentumOption = typer.Option(
+    None, "--momentum", min=0.0, max=0.99, help="SGD's momentum (0: plain SGD).", show_default="0.9",
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
+LossOption = typer.Option(
+    None, "--loss", help="average: (main + w·aux)/(1 + w); sum: main + w·aux.", show_default="average",
+    rich_help_panel=ADVANCED,
+)  # fmt: skip
 ScheduleOption = typer.Option(
     None, "--schedule", help="Learning-rate schedule.", show_default=RECIPE, rich_help_panel=ADVANCED
 )
@@ -416,6 +427,8 @@ def train(
         None, "--lr", min=0.0, help="Learning rate (peak of onecycle).", show_default=RECIPE, rich_help_panel=ADVANCED
     ),
     optimizer: Optimizer = OptimizerOption,
+    momentum: float = MomentumOption,
+    loss: LossKind = LossOption,
     weight_decay: float = typer.Option(
         None, "--weight-decay", min=0.0, help="Weight decay.", show_default=RECIPE, rich_help_panel=ADVANCED
     ),
@@ -464,6 +477,8 @@ def train(
         batch_size=batch_size,
         lr=lr,
         optimizer=value(optimizer),
+        momentum=momentum,
+        loss=value(loss),
         weight_decay=weight_decay,
         schedule=value(schedule),
         shift=shift,
@@ -518,7 +533,12 @@ EPILOG_BENCH = examples(
 @friendly
 def bench(
     arch: str = ArchListOption,
-    aux_weight: str = typer.Option("0,1", "--aux-weight", help="Auxiliary-loss weights, a comma list (0 = off)."),
+    aux_weight: str = typer.Option(
+        None, "--aux-weight", help="Auxiliary-loss weights, a comma list (0 = off).", show_default="0,1"
+    ),
+    preset: str = typer.Option(
+        None, "--preset", help="A report's setup and table instead of the grid (digitcmp list).", show_default=False
+    ),
     rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds per variant.", show_default="10; --quick: 3"),
     epochs: int = EpochsOption,
     quick: bool = typer.Option(
@@ -569,6 +589,8 @@ def bench(
     batch_size: str = AxisBatchSizeOption,
     lr: str = AxisLrOption,
     optimizer: Optimizer = OptimizerOption,
+    momentum: float = MomentumOption,
+    loss: LossKind = LossOption,
     weight_decay: str = AxisWeightDecayOption,
     schedule: Schedule = ScheduleOption,
     shift: int = ShiftOption,
@@ -598,17 +620,29 @@ def bench(
     require_training("bench")
     from .bench import BenchConfig, compare, expand, read_baseline, run_study
     from .data import load_source
-    from .report import compare_table, detail_table, outcome_line, stderr_console, stdout_console, summary_table
+    from .report import (
+        compare_table,
+        detail_table,
+        outcome_line,
+        reproduction_table,
+        stderr_console,
+        stdout_console,
+        summary_table,
+    )
     from .train import resolve_device
 
+    axes = grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay)
+    if preset is not None:
+        refuse_grid_with_preset(arch, aux_weight, axes, quick)
     config = BenchConfig(
         archs=parse_list(arch, str, "--arch") or STUDY,
-        aux_weights=parse_list(aux_weight, float, "--aux-weight"),
-        **grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay),
+        aux_weights=parse_list(aux_weight or "0,1", float, "--aux-weight"),
+        **axes,
         rounds=rounds or (QUICK_ROUNDS if quick else 10),
         pairs=pairs,
         test_pairs=test_pairs or pairs,
-        val_fraction=val_fraction,
+        val_fraction=preset_val_fraction(preset) if preset is not None else val_fraction,
+        preset=preset,
         seed=seed,
         variant_options={"head": value(head), "tta": tta, "tta_warps": tta_warps, "ensemble": ensemble},
         overrides=training_overrides(
@@ -618,6 +652,8 @@ def bench(
             label_smoothing,
             all_pairs,
             **augmentation(shift, swap, elastic, rotate, shear, thickness, blur, contrast, noise),
+            momentum=momentum,
+            loss=value(loss),
         ),
     )
     jobs = expand(config)
@@ -629,7 +665,9 @@ def bench(
     log.print(f"[dim]{source.describe()}; {len(jobs)} variants × {config.rounds} rounds[/dim]")
     total = sum(job.config.epochs for job in jobs) * config.rounds
     with progress_bar(total, "bench", quiet or json_output) as advance:
-        study = run_study(config, source, torch_device, folder, advance, lambda o: log.print(outcome_line(o)))
+        study = run_study(
+            config, source, torch_device, folder, advance, lambda o: log.print(outcome_line(o)), command_line()
+        )
     document = study.document
     if json_output:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -637,6 +675,8 @@ def bench(
         console = stdout_console()
         console.print(summary_table(document))
         console.print(detail_table(document))
+        if document.get("reproduction"):
+            console.print(reproduction_table(document["reproduction"]))
     log.print(f"results in {folder}/ (results.json, results.csv, summary.md, curves.png, accuracy.png, best.pt)")
     if study.interrupted:
         log.print(f"interrupted: results cover the {len(document['variants'])} variants that finished")
@@ -651,6 +691,38 @@ def bench(
             raise typer.Exit(1)
     if any(v["status"] != "ok" for v in document["variants"]):
         raise typer.Exit(1)
+
+
+def command_line() -> str:
+    """The command as typed (recorded beside reproduced figures)."""
+    return " ".join(INVOCATION)
+
+
+def refuse_grid_with_preset(arch: str | None, aux_weight: str | None, axes: dict, quick: bool) -> None:
+    """A preset brings its own cells: grid axes beside it would be ignored, so they are refused."""
+    given = [flag for flag, value in (("--arch", arch), ("--aux-weight", aux_weight), ("--quick", quick)) if value]
+    given += [f"--{name.replace('_', '-')}" for name, value in axes.items() if value and name != "tower_axes"]
+    given += [f"--{name.replace('_', '-')}" for name in axes["tower_axes"]]
+    if given:
+        raise DigitcmpError(f"--preset brings its own cells; drop {', '.join(given)}")
+
+
+def preset_val_fraction(name: str) -> float:
+    from .presets import get_preset
+
+    return float(get_preset(name).train.get("val_fraction", 0.1))
+
+
+def preset_search(name: str) -> dict:
+    """A preset's (reduced) search as TuneConfig fields; its epochs become the tuning trainings' epochs."""
+    from .presets import get_preset
+
+    search = dict(get_preset(name).search)
+    if not search:
+        raise DigitcmpError(f"preset '{name}' searched nothing (fixed settings); run 'digitcmp bench --preset {name}'")
+    if "epochs" in search:
+        search["tune_epochs"] = search.pop("epochs")
+    return search
 
 
 def grid_axes(
@@ -703,7 +775,7 @@ def training_overrides(
     schedule: Schedule | None,
     label_smoothing: float | None,
     all_pairs: bool | None,
-    **augmentation: float | bool | None,
+    **settings: float | bool | str | None,
 ) -> dict:
     """TrainConfig fields set for every architecture (None: each architecture's recipe)."""
     return {
@@ -712,7 +784,7 @@ def training_overrides(
         "schedule": value(schedule),
         "label_smoothing": label_smoothing,
         "all_pairs": all_pairs,
-        **augmentation,
+        **settings,
     }
 
 
@@ -728,9 +800,17 @@ EPILOG_TUNE = examples(
 def tune(
     arch: str = ArchListOption,
     technique: str = typer.Option(
-        "none,ws,aux,both", "--technique", help="Techniques, a comma list: none, ws, aux, both (the table's columns)."
+        None,
+        "--technique",
+        help="Techniques, a comma list: none, ws, aux, both (the table's columns).",
+        show_default="none,ws,aux,both",
     ),
-    aux_weight: str = typer.Option("1", "--aux-weight", help="Auxiliary-loss weights searched where it is on."),
+    aux_weight: str = typer.Option(
+        None, "--aux-weight", help="Auxiliary-loss weights searched where it is on.", show_default="1"
+    ),
+    preset: str = typer.Option(
+        None, "--preset", help="A report's cells and its search (reduced where it does not fit).", show_default=False
+    ),
     trials: int = typer.Option(
         0, "--trials", min=0, help="Configurations sampled per cell from a larger grid (0: the whole grid)."
     ),
@@ -762,6 +842,8 @@ def tune(
     batch_size: str = AxisBatchSizeOption,
     lr: str = AxisLrOption,
     optimizer: Optimizer = OptimizerOption,
+    momentum: float = MomentumOption,
+    loss: LossKind = LossOption,
     weight_decay: str = AxisWeightDecayOption,
     schedule: Schedule = ScheduleOption,
     shift: int = ShiftOption,
@@ -782,18 +864,26 @@ def tune(
     """Choose each cell's hyper-parameters on validation pairs, then measure the choice on fresh rounds."""
     require_training("tune")
     from .data import load_source
-    from .report import stderr_console, stdout_console, tune_line, tune_table
+    from .report import reproduction_table, stderr_console, stdout_console, tune_line, tune_table
     from .train import resolve_device
-    from .tune import TuneConfig, cell_record, run_and_save, total_epochs
+    from .tune import TuneConfig, cell_record, cell_specs, run_and_save, total_epochs
 
+    axes = grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay)
+    search: dict = {}
+    if preset is not None:
+        refuse_grid_with_preset(arch or technique, aux_weight, axes, False)
+        search = preset_search(preset)
     config = TuneConfig(
         archs=parse_list(arch, str, "--arch") or STUDY,
-        techniques=parse_list(technique, str, "--technique"),
-        aux_weights=parse_list(aux_weight, float, "--aux-weight"),
-        **grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay),
+        techniques=parse_list(technique or "none,ws,aux,both", str, "--technique"),
+        aux_weights=parse_list(aux_weight or "1", float, "--aux-weight") if preset is None else (),
+        **{**axes, **{k: v for k, v in search.items() if k not in ("folds", "holdout", "tune_epochs")}},
         trials=trials,
-        folds=folds,
-        holdout=holdout,
+        folds=search.get("folds", folds),
+        holdout=search.get("holdout", holdout),
+        tune_epochs=search.get("tune_epochs"),
+        val_fraction=preset_val_fraction(preset) if preset is not None else 0.1,
+        preset=preset,
         tune_pairs=tune_pairs,
         rounds=rounds,
         pairs=pairs,
@@ -807,6 +897,8 @@ def tune(
             label_smoothing,
             all_pairs,
             **augmentation(shift, swap, elastic, rotate, shear, thickness, blur, contrast, noise),
+            momentum=momentum,
+            loss=value(loss),
         ),
     )
     total = total_epochs(config)  # also checks every cell's grid before anything trains
@@ -814,15 +906,23 @@ def tune(
     folder = prepare_out(out or Path("runs") / f"tune-{datetime.now():%Y%m%d-%H%M%S}")
     source = load_source(data_dir, download)
     log = stderr_console(quiet or json_output)
-    log.print(f"[dim]{source.describe()}; {len(config.archs) * len(config.techniques)} cells[/dim]")
+    log.print(f"[dim]{source.describe()}; {len(cell_specs(config))} cells[/dim]")
     with progress_bar(total, "tune", quiet or json_output) as advance:
         run = run_and_save(
-            config, source, torch_device, folder, advance, lambda c: log.print(tune_line(cell_record(c)))
+            config,
+            source,
+            torch_device,
+            folder,
+            advance,
+            lambda c: log.print(tune_line(cell_record(c))),
+            command_line(),
         )
     if json_output:
         typer.echo(json.dumps(run.document, indent=2, ensure_ascii=False))
     else:
         stdout_console().print(tune_table(run.document))
+        if run.document.get("reproduction"):
+            stdout_console().print(reproduction_table(run.document["reproduction"]))
     log.print(f"results in {folder}/ (results.json, results.csv, summary.md, curves.png, accuracy.png, best.pt)")
     if run.interrupted:
         log.print(f"interrupted: results cover the {len(run.document['cells'])} cells that finished")
@@ -911,10 +1011,13 @@ def predict(
 @app.command("list")
 @friendly
 def list_architectures(json_output: bool = JsonOption) -> None:
-    """List the architectures: what each is, its parameters with and without weight sharing, its recipe."""
-    from .report import architectures_records, architectures_table, stdout_console
+    """List the architectures (what each is, its parameters with and without weight sharing, its recipe) and the
+    presets that reproduce the course reports."""
+    from .report import architectures_records, architectures_table, presets_records, presets_table, stdout_console
 
     if json_output:
-        typer.echo(json.dumps(architectures_records(), indent=2, ensure_ascii=False))
+        records = {"architectures": architectures_records(), "presets": presets_records()}
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
         return
     stdout_console().print(architectures_table())
+    stdout_console().print(presets_table())

@@ -18,6 +18,11 @@ class Optimizer(str, Enum):
     sgd = "sgd"  # with momentum 0.9
 
 
+class LossKind(str, Enum):
+    average = "average"  # (main + w·aux) / (1 + w): one scale whatever the auxiliary weight
+    sum = "sum"  # main + w·aux
+
+
 class Schedule(str, Enum):
     constant = "constant"
     onecycle = "onecycle"
@@ -32,6 +37,7 @@ class TrainConfig:
     lr: float = 1e-3  # learning rate (the peak rate with the one-cycle schedule)
     optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9)
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
+    momentum: float = 0.9  # sgd's momentum (0: plain stochastic gradient descent)
     schedule: str = "constant"  # constant | onecycle
     val_fraction: float = 0.1  # share of the training pairs held out for model selection
     shift: int = 0  # augmentation: random shift of each digit by up to this many pixels (0 = off)
@@ -44,6 +50,7 @@ class TrainConfig:
     contrast: float = 0.0  # imitating pictures: ink fainter by up to this share of full white
     noise: float = 0.0  # imitating pictures: Gaussian pixel noise of up to this standard deviation
     label_smoothing: float = 0.0  # share of the auxiliary digit target spread over all ten classes
+    loss: str = "average"  # average: (main + w·aux) / (1 + w) | sum: main + w·aux
     all_pairs: bool = False  # main loss over every ordered pair of a batch's digits (structured head, aux loss)
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, chunks on the CPU)
     curves: bool = True  # evaluate validation and test error after every epoch (single view, for learning curves)
@@ -80,6 +87,7 @@ class TrainConfig:
             "--shift": (not 0 <= self.shift <= 4, "0 to 4 pixels"),
             "--elastic": (not 0 <= self.elastic <= 2, "0 to 2 pixels"),
             "--label-smoothing": (not 0 <= self.label_smoothing < 1, "0 ≤ value < 1"),
+            "--momentum": (not 0 <= self.momentum < 1, "0 ≤ value < 1"),
             "--rotate": (not 0 <= self.rotate <= 45, "0 to 45 degrees"),
             "--shear": (not 0 <= self.shear <= 1, "0 to 1"),
             "--thickness": (not 0 <= self.thickness <= 1, "0 to 1"),
@@ -91,7 +99,9 @@ class TrainConfig:
             if bad:
                 value = getattr(self, flag[2:].replace("-", "_"))
                 raise DigitcmpError(f"{flag} {value} is out of range; use {valid}")
-        for flag, value, kind in (("--optimizer", self.optimizer, Optimizer), ("--schedule", self.schedule, Schedule)):
+        enums = (("--optimizer", self.optimizer, Optimizer), ("--schedule", self.schedule, Schedule),
+                 ("--loss", self.loss, LossKind))  # fmt: skip
+        for flag, value, kind in enums:
             if value not in {member.value for member in kind}:
                 choices = ", ".join(member.value for member in kind)
                 raise DigitcmpError(f"unknown {flag[2:]} '{value}'; choose from: {choices}")

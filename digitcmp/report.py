@@ -106,6 +106,27 @@ def architectures_records() -> list[dict]:
     ]
 
 
+def presets_records() -> list[dict]:
+    """The reports' presets, for ``digitcmp list --json``."""
+    from .presets import PRESETS
+
+    return [
+        {"name": p.name, "report": p.report, "summary": p.summary, "cells": [c.label for c in p.cells],
+         "protocol": p.protocol, "published_metric": p.published_metric, "tune": bool(p.search)}
+        for p in PRESETS.values()
+    ]  # fmt: skip
+
+
+def presets_table() -> Table:
+    """What ``digitcmp list`` shows after the architectures: one line per report preset."""
+    table = Table(title="Presets (digitcmp bench --preset NAME; tune --preset NAME where marked)", title_justify="left")
+    for column in ("name", "report", "what it encodes", "tune"):
+        table.add_column(column)
+    for record in presets_records():
+        table.add_row(record["name"], record["report"], record["summary"], "✓" if record["tune"] else "")
+    return table
+
+
 def architectures_table() -> Table:
     """What ``digitcmp list`` shows: one row per architecture."""
     table = Table(title="Architectures (digitcmp train --arch NAME)", title_justify="left", show_lines=True)
@@ -120,6 +141,32 @@ def architectures_table() -> Table:
             head,
             recipe_text(spec.name),
         )
+    return table
+
+
+def reproduction_table(rows: list[dict]) -> Table:
+    """A preset's published cells beside ours: ✅ where ours lies within the combined spread."""
+    metric = rows[0]["metric"] if rows else "last"
+    title = "Against the report" + (" (its figure: the best test epoch, optimistic)" if metric == "best-epoch" else "")
+    table = Table(title=title, title_justify="left")
+    columns = ["", "cell", "published", "ours", "Δ"] + (["ours, last epoch"] if metric == "best-epoch" else [])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("", "cell") else "right")
+    for row in rows:
+        delta = 100 * (row["ours_mean"] - row["published_mean"])
+        cells = [
+            "✅" if row["within"] else "❌",
+            row["cell"],
+            mean_std(row["published_mean"], row["published_std"]),
+            mean_std(row["ours_mean"], row["ours_std"]),
+            f"{delta:+.1f}",
+        ]
+        if metric == "best-epoch":
+            cells.append(mean_std(row["ours_last_epoch_mean"], row["ours_last_epoch_std"]))
+        table.add_row(*cells)
+    within = sum(row["within"] for row in rows)
+    table.caption = f"{within} of {len(rows)} cells within the combined spread, |Δ| ≤ 2·√(σ₁² + σ₂²)"
+    table.caption_justify = "left"
     return table
 
 
@@ -347,7 +394,7 @@ def tune_rows(document: dict) -> list[list[str]]:
     for cell in document["cells"]:
         ok = cell.get("status") == "ok"
         rows.append([
-            cell.get("arch", ""),
+            cell["cell"].split(" · ")[0] if "cell" in cell else cell.get("arch", ""),
             cell["technique"],
             selected_text(cell),
             percent(cell.get("selected_val_accuracy")),

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import torch
 
-from .bench import BenchConfig, Job, Outcome, expand, save_best, variant_record
+from .bench import BenchConfig, Job, Outcome, expand, reproduction, save_best, variant_record
+from .config import TrainConfig
 from .data import DigitSource, RoundData, draw_rounds, draw_tuning_rounds
 from .errors import DigitcmpError
+from .files import write_json
+from .presets import PresetCell, get_preset
 from .report import write_results
 from .train import environment, train_variant
 from .variant import TECHNIQUES, technique
@@ -50,6 +53,8 @@ class TuneConfig:
     seed: int = 0
     variant_options: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields set for every architecture
+    tune_epochs: int | None = None  # epochs of the tuning trainings, when shorter than the evaluation's
+    preset: str | None = None  # a report's cells instead of archs × techniques (digitcmp.presets)
 
     def __post_init__(self) -> None:
         unknown = set(self.techniques) - set(TECHNIQUES)
@@ -72,40 +77,74 @@ class Trial:
         return statistics.fmean(self.scores)
 
 
+@dataclass(frozen=True)
+class CellSpec:
+    """What one cell searches from: an architecture, a technique (none, ws, aux, both), its fixed variant options
+    and training settings, and the report's cell it reproduces, if any."""
+
+    arch: str
+    technique: str
+    variant_options: dict
+    overrides: dict
+    preset_cell: PresetCell | None = None
+
+
 @dataclass
 class Cell:
     """A tuned cell: its trials, the selected configuration, and that configuration's evaluation."""
 
-    arch: str
-    technique: str
+    spec: CellSpec
     trials: list[Trial]
     outcome: Outcome | None = None  # the selected configuration trained on the evaluation rounds
+
+    @property
+    def arch(self) -> str:
+        return self.spec.arch
+
+    @property
+    def technique(self) -> str:
+        return self.spec.technique
 
     @property
     def selected(self) -> Trial:
         return max(self.trials, key=lambda t: t.score)  # the first of equal scores, in grid order
 
 
-def candidates(config: TuneConfig, arch: str, key: str) -> list[Trial]:
-    """The configurations searched in one cell (a technique ``key``: none, ws, aux, both): the grid, or
-    ``trials`` of it sampled with a seeded generator."""
-    weight_sharing, aux = TECHNIQUES[key]
+def cell_specs(config: TuneConfig) -> list[CellSpec]:
+    """The cells: a preset's, or every architecture × technique with the options given for all."""
+    if config.preset is None:
+        return [CellSpec(arch, key, config.variant_options, config.overrides) for arch in config.archs
+                for key in config.techniques]  # fmt: skip
+    preset = get_preset(config.preset)
+    specs = []
+    for cell in preset.cells:
+        options = {k: v for k, v in cell.variant.items() if k not in ("arch", "weight_sharing", "aux_weight")}
+        overrides = {**preset.train, **cell.train, **{k: v for k, v in config.overrides.items() if v is not None}}
+        specs.append(CellSpec(cell.variant["arch"], cell.technique, options, overrides, cell))
+    return specs
+
+
+def candidates(config: TuneConfig, spec: CellSpec) -> list[Trial]:
+    """The configurations searched in one cell: the grid, or ``trials`` of it sampled with a seeded generator."""
+    weight_sharing, aux = TECHNIQUES[spec.technique]
+    fixed_aux = spec.preset_cell.variant["aux_weight"] if spec.preset_cell else 1.0
+    tuning = {"curves": False, **({"epochs": config.tune_epochs} if config.tune_epochs else {})}
     grid = BenchConfig(
-        archs=(arch,),
+        archs=(spec.arch,),
         weight_sharing=(weight_sharing,),
-        aux_weights=config.aux_weights if aux else (0.0,),
+        aux_weights=(config.aux_weights or (fixed_aux,)) if aux else (0.0,),
         tower_axes=config.tower_axes,
         lrs=config.lrs,
         batch_sizes=config.batch_sizes,
         weight_decays=config.weight_decays,
         val_fraction=config.val_fraction,
-        variant_options=config.variant_options,
-        overrides={**config.overrides, "curves": False},  # tuning needs final scores only
+        variant_options=spec.variant_options,
+        overrides={**spec.overrides, **tuning},  # tuning needs final scores only
     )
-    jobs = expand(grid)
+    jobs = [Job(job.variant, job.config, spec.preset_cell) for job in expand(grid)]
     if config.trials and len(jobs) > config.trials:
-        chosen = sorted(random.Random(f"{config.seed}/{arch}/{key}").sample(range(len(jobs)), config.trials))
-        jobs = [jobs[i] for i in chosen]
+        chosen = random.Random(f"{config.seed}/{spec.arch}/{spec.technique}/{spec.variant_options}")
+        jobs = [jobs[i] for i in sorted(chosen.sample(range(len(jobs)), config.trials))]
     given = {
         "aux_weight": aux,
         "lr": bool(config.lrs),
@@ -129,13 +168,12 @@ def run_tune(
     evaluation = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
     cells: list[Cell] = []
     try:
-        for arch in config.archs:
-            for key in config.techniques:
-                cell = Cell(arch, key, candidates(config, arch, key))
-                tune_cell(cell, tuning, evaluation, device, config.seed, on_epoch)
-                cells.append(cell)
-                if on_done is not None:
-                    on_done(cell)
+        for spec in cell_specs(config):
+            cell = Cell(spec, candidates(config, spec))
+            tune_cell(cell, tuning, evaluation, device, config.seed, on_epoch)
+            cells.append(cell)
+            if on_done is not None:
+                on_done(cell)
     except KeyboardInterrupt:
         return cells, True
     return cells, False
@@ -156,12 +194,17 @@ def tune_cell(
             result = train_variant(trial.job.variant, tuning, trial.job.config, device, seed, on_epoch)
             trial.scores = [r.val_accuracy for r in result.rounds]
         job = cell.selected.job
-        final = replace(job.config, curves=True)
+        final = replace(job.config, curves=True, epochs=evaluation_epochs(cell.spec))
         result = train_variant(job.variant, evaluation, final, device, seed, on_epoch)
-        cell.outcome = Outcome(Job(job.variant, final), result)
+        cell.outcome = Outcome(Job(job.variant, final, cell.spec.preset_cell), result)
     except (DigitcmpError, RuntimeError) as exc:
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         cell.outcome = Outcome(cell.trials[0].job, None, error)
+
+
+def evaluation_epochs(spec: CellSpec) -> int:
+    """The epochs a cell's selection trains on the evaluation rounds (tuning may train fewer)."""
+    return TrainConfig.for_arch(spec.arch, **spec.overrides).epochs
 
 
 def cell_record(cell: Cell) -> dict:
@@ -215,13 +258,17 @@ def run_and_save(
     folder: Path,
     on_epoch: Callable[[int], None] | None = None,
     on_done: Callable[[Cell], None] | None = None,
+    command: str = "",
 ) -> TuneRun:
     """Tune every cell and write results.json, results.csv, summary.md, the plots and best.pt for those that
-    finished (all of them unless Ctrl-C stopped the run)."""
+    finished (all of them unless Ctrl-C stopped the run); with a preset, also ``reproduction.json``."""
     cells, interrupted = run_tune(config, source, device, on_epoch, on_done)
     document = tune_document(config, cells, device, source.describe())
     outcomes = [cell.outcome for cell in cells if cell.outcome is not None]
     save_best(outcomes, document, folder / "best.pt", seed=config.seed, records=document["cells"])
+    if config.preset:
+        document["reproduction"] = reproduction(document, outcomes, command)
+        write_json(folder / "reproduction.json", document["reproduction"])
     write_results(folder, document)
     return TuneRun(document, interrupted)
 
@@ -231,9 +278,8 @@ def total_epochs(config: TuneConfig) -> int:
     cell's selection on every evaluation round."""
     tuning_rounds = max(config.folds, 1)
     total = 0
-    for arch in config.archs:
-        for key in config.techniques:
-            trials = candidates(config, arch, key)
-            total += sum(t.job.config.epochs for t in trials) * tuning_rounds
-            total += max(t.job.config.epochs for t in trials) * config.rounds
+    for spec in cell_specs(config):
+        trials = candidates(config, spec)
+        total += sum(t.job.config.epochs for t in trials) * tuning_rounds
+        total += evaluation_epochs(spec) * config.rounds
     return total

@@ -141,10 +141,15 @@ def test_train_ends_with_the_export_command(tmp_path):
 
 def test_list_shows_every_architecture_with_its_parameters():
     from digitcmp.archs import ARCHS
+    from digitcmp.presets import PRESETS
 
     table = run("list")
     assert table.exit_code == 0, table.output
-    records = json.loads(run("list", "--json").stdout)
+    listed = json.loads(run("list", "--json").stdout)
+    records = listed["architectures"]
+    assert [p["name"] for p in listed["presets"]] == list(PRESETS) and all(
+        p["name"] in table.stdout for p in listed["presets"]
+    )
     assert [r["name"] for r in records] == list(ARCHS)
     for record in records:
         assert record["name"] in table.stdout

@@ -31,10 +31,12 @@ def comparison_loss(
     aux_weight: float,
     label_smoothing: float = 0.0,
     all_pairs: bool = False,
+    average: bool = True,
 ) -> torch.Tensor:
     """Per-member loss E: (main + w·aux) / (1 + w), main = BCE on the comparison logit, aux = CE(digit 1) + CE(digit 2).
 
-    Dividing by 1 + w keeps the loss scale comparable across auxiliary weights. ``label_smoothing`` softens the
+    Dividing by 1 + w keeps the loss scale comparable across auxiliary weights; ``average=False`` leaves the sum
+    main + w·aux, as some of the reports trained. ``label_smoothing`` softens the
     digit targets only. ``all_pairs`` takes the main BCE over every ordered pair of the batch's 2B digits (the
     structured head's logit, targets from the digit classes), not only the B drawn pairs.
     """
@@ -56,4 +58,5 @@ def comparison_loss(
         label_smoothing=label_smoothing,
     )
     aux = aux.view(digits.shape[:3]).mean(1).sum(-1)
-    return (main + aux_weight * aux) / (1 + aux_weight)
+    total = main + aux_weight * aux
+    return total / (1 + aux_weight) if average else total

@@ -1,0 +1,72 @@
+"""The reports' presets: each builds the architectures its report describes and runs; the comparison with the
+published table follows the combined-spread rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import assert_one_line_error
+from typer.testing import CliRunner
+
+from digitcmp.cli import app
+from digitcmp.config import TrainConfig
+from digitcmp.model.network import ComparisonNet, count_parameters
+from digitcmp.presets import PRESETS, get_preset, within
+from digitcmp.variant import create_variant
+
+runner = CliRunner()
+
+
+def test_five_presets_each_with_its_report_and_published_cells():
+    assert len(PRESETS) == 5 and len({p.report for p in PRESETS.values()}) == 5
+    published = [c for p in PRESETS.values() for c in p.cells if c.published]
+    assert len(published) == 33 and all(0.5 < c.published[0] < 1 and 0 < c.published[1] < 0.1 for c in published)
+    for preset in PRESETS.values():
+        assert preset.choices and preset.summary
+        for cell in preset.cells:
+            create_variant(**cell.variant)  # every cell is a valid variant
+            TrainConfig.for_arch(cell.variant["arch"], **{**preset.train, **cell.train})
+
+
+def test_the_strided_cnn_has_the_reports_72554_parameters():
+    cell = next(c for c in get_preset("strided-cnn-sgd").cells if c.technique == "both")
+    assert count_parameters(ComparisonNet(create_variant(**cell.variant))) == 72_554
+
+
+def test_the_budget_convnet_fits_the_reports_65_to_75k_budget():
+    (cell,) = get_preset("budget-convnet").cells
+    assert 65_000 <= count_parameters(ComparisonNet(create_variant(**cell.variant))) <= 75_000
+
+
+def test_three_pipes_deep_fc_has_about_200k_parameters_with_two_pipes():
+    cell = next(c for c in get_preset("three-pipes").cells if c.row == "deep FC" and c.technique == "none")
+    assert 190_000 < count_parameters(ComparisonNet(create_variant(**cell.variant))) < 230_000
+
+
+def test_within_the_combined_spread():
+    assert within((0.90, 0.01), (0.92, 0.01))  # 2 points apart, allowed 2.8
+    assert not within((0.90, 0.01), (0.94, 0.01))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_runs_and_reports_against_its_table(tmp_path, name):
+    args = ["bench", "--preset", name, "--rounds", "1", "--epochs", "1", "--pairs", "60", "--out", str(tmp_path)]
+    result = runner.invoke(app, args, env={"DIGITCMP_DATA": ""})
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "reproduction.json").read_text())
+    preset = get_preset(name)
+    assert [r["cell"] for r in rows] == [c.label for c in preset.cells if c.published]
+    for row in rows:
+        assert row["report"] == preset.report and row["command"].startswith("digitcmp bench --preset")
+        assert row["within"] == within(
+            (row["published_mean"], row["published_std"]), (row["ours_mean"], row["ours_std"])
+        )
+    assert "Against the report" in result.stdout
+
+
+def test_a_preset_refuses_grid_flags_and_unknown_names():
+    assert_one_line_error(runner.invoke(app, ["bench", "--preset", "three-pipes", "--lr", "1e-3"]), 2, "--lr")
+    assert_one_line_error(runner.invoke(app, ["bench", "--preset", "three-pipe"]), 2, "did you mean 'three-pipes'")
+    assert_one_line_error(runner.invoke(app, ["tune", "--preset", "three-pipes"]), 2, "searched nothing")
