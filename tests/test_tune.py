@@ -16,7 +16,7 @@ from digitcmp.cli import app
 from digitcmp.data import Digits, DigitSource, draw_tuning_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.preprocess import pool_digits
-from digitcmp.tune import TuneConfig, candidates, run_tune
+from digitcmp.tune import CellSpec, TuneConfig, candidates, run_tune
 
 CPU = torch.device("cpu")
 TINY = {"tune_pairs": 200, "rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 2}}
@@ -24,13 +24,14 @@ TINY = {"tune_pairs": 200, "rounds": 2, "pairs": 100, "test_pairs": 100, "overri
 
 def test_each_cell_searches_its_grid_or_a_seeded_sample_of_it():
     config = TuneConfig(archs=("lenet",), aux_weights=(0.5, 1.0), lrs=(1e-3, 3e-3), tower_axes={"dropout": (0.0, 0.3)})
-    none, both = candidates(config, "lenet", "none"), candidates(config, "lenet", "both")
+    none, both = (candidates(config, CellSpec("lenet", key, {}, {})) for key in ("none", "both"))
     assert len(none) == 2 * 2 and len(both) == 2 * 2 * 2  # the auxiliary weight is searched where the loss is on
     assert {(t.job.variant.weight_sharing, t.job.variant.aux_weight > 0) for t in both} == {(True, True)}
     assert set(both[0].settings) == {"aux_weight", "dropout", "lr"} and set(none[0].settings) == {"dropout", "lr"}
-    sampled = candidates(replace(config, trials=3), "lenet", "both")
-    assert len(sampled) == 3 and [t.settings for t in sampled] == [t.settings for t in candidates(
-        replace(config, trials=3), "lenet", "both")]  # fmt: skip
+    both_cell = CellSpec("lenet", "both", {}, {})
+    sampled = candidates(replace(config, trials=3), both_cell)
+    again = candidates(replace(config, trials=3), both_cell)
+    assert len(sampled) == 3 and [t.settings for t in sampled] == [t.settings for t in again]  # seeded
     assert {repr(t.settings) for t in sampled} <= {repr(t.settings) for t in both}
     with pytest.raises(DigitcmpError, match="technique"):
         TuneConfig(archs=("lenet",), techniques=("sharing",))
