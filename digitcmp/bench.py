@@ -17,11 +17,13 @@ import torch
 
 from .archs import get_arch
 from .config import TrainConfig
-from .data import DigitSource, draw_rounds
+from .data import DigitSource, RoundData, draw_rounds
 from .errors import DigitcmpError
+from .executor import ExecutorConfig, node_name, run_cells
 from .files import write_json
 from .presets import PresetCell, get_preset, within
 from .report import write_results
+from .runs import RunFolder, cell_id
 from .train import RunResult, environment, train_variant
 from .variant import Variant, create_variant
 
@@ -70,6 +72,11 @@ class Job:
         values = {**self.variant.to_dict(), **asdict(self.config)}
         return {name: values[name] for name in KEY_FIELDS}
 
+    @property
+    def identity(self) -> str:
+        """The cell's name in a results folder (for streaming and --resume)."""
+        return cell_id(self.variant.name, self.key())
+
 
 @dataclass
 class Outcome:
@@ -78,6 +85,7 @@ class Outcome:
     job: Job
     result: RunResult | None
     error: str | None = None
+    node: str = ""  # where it ran: this machine, or a Ray node
 
 
 def preset_jobs(config: BenchConfig) -> list[Job]:
@@ -120,61 +128,36 @@ def expand(config: BenchConfig) -> list[Job]:
     return jobs
 
 
-def run_bench(
-    config: BenchConfig,
-    source: DigitSource,
-    device: torch.device,
-    on_epoch: Callable[[int], None] | None = None,
-    on_done: Callable[[Outcome], None] | None = None,
-) -> list[Outcome]:
-    """Train every job on the same rounds; a failing job is recorded and the rest go on.
-
-    Ctrl-C stops the run and returns the jobs finished so far (their rounds are complete).
-    """
-    jobs = expand(config)
-    data = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
-    outcomes: list[Outcome] = []
-    for job in jobs:
-        try:
-            outcome = Outcome(job, train_variant(job.variant, data, job.config, device, config.seed, on_epoch))
-        except KeyboardInterrupt:
-            break
-        except (DigitcmpError, RuntimeError) as exc:  # e.g. out of memory for one large variant
-            outcome = Outcome(job, None, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-        outcomes.append(outcome)
-        if on_done is not None:
-            on_done(outcome)
-    return outcomes
+def bench_cell(job: Job, shared: tuple[list[RoundData], int], device: str, on_epoch=None) -> Outcome:
+    """One cell: train its variant on every round. A failure (say, out of memory) is the cell's outcome, and the
+    rest of the grid goes on."""
+    rounds, seed = shared
+    try:
+        result = train_variant(job.variant, rounds, job.config, torch.device(device), seed, on_epoch)
+    except (DigitcmpError, RuntimeError) as exc:
+        return failed_outcome(job, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return Outcome(job, result, node=node_name())
 
 
-def best_outcome(outcomes: list[Outcome]) -> Outcome | None:
-    """The variant with the best mean validation accuracy (never test accuracy)."""
-    done = [o for o in outcomes if o.result is not None]
-    if not done:
-        return None
-
-    def score(o: Outcome) -> float:
-        summary = o.result.summary()
-        return (
-            summary["val_accuracy_mean"] if summary["val_accuracy_mean"] is not None else summary["train_accuracy_mean"]
-        )
-
-    return max(done, key=score)
+def failed_outcome(job: Job, reason: str) -> Outcome:
+    return Outcome(job, None, reason)
 
 
-def save_best(
-    outcomes: list[Outcome], document: dict, path: Path, seed: int, records: list[dict] | None = None
-) -> None:
-    """Save the checkpoint of the variant best by validation and name it in ``document['best']`` (its record from
-    ``records``, by default the document's variants)."""
-    best = best_outcome(outcomes)
-    if best is None:
-        return
-    context = {"seed": seed, "data": document["data"], "environment": document["environment"]}
-    checkpoint = best.result.save_best(path, **context)
-    records = document["variants"] if records is None else records
-    record = next(v for v in records if v.get("name") == best.job.variant.name)
-    document["best"] = {**{k: v for k, v in record.items() if k != "rounds"}, "checkpoint": str(checkpoint)}
+def score(record: dict) -> float:
+    """How a finished cell ranks for best.pt: mean validation accuracy (training accuracy without a validation
+    split), never test accuracy."""
+    value = record.get("val_accuracy_mean")
+    return value if value is not None else record["train_accuracy_mean"]
+
+
+def record_identity(record: dict) -> str:
+    """The identity of the cell a results record came from (its key fields are the job's key)."""
+    return cell_id(record["name"], {name: record[name] for name in KEY_FIELDS})
+
+
+def best_record(records: list[dict]) -> dict | None:
+    done = [r for r in records if r.get("status") == "ok"]
+    return max(done, key=score) if done else None
 
 
 def variant_record(outcome: Outcome) -> dict:
@@ -184,6 +167,7 @@ def variant_record(outcome: Outcome) -> dict:
         "name": outcome.job.variant.name,
         "status": "ok" if outcome.result else "failed",
         "train_config": asdict(outcome.job.config),
+        "node": outcome.node,
     }
     if outcome.job.cell is not None:
         record["cell"] = outcome.job.cell.label
@@ -201,7 +185,7 @@ def variant_record(outcome: Outcome) -> dict:
     }
 
 
-def results_document(config: BenchConfig, outcomes: list[Outcome], environment: dict, data: str) -> dict:
+def results_document(config: BenchConfig, records: list[dict], environment: dict, data: str) -> dict:
     """The whole of results.json (schema ``SCHEMA_VERSION``; docs/bench.md describes it)."""
     settings = asdict(config)
     return {
@@ -212,7 +196,7 @@ def results_document(config: BenchConfig, outcomes: list[Outcome], environment: 
         "environment": environment,
         "data": data,
         "config": settings,
-        "variants": [variant_record(o) for o in outcomes],
+        "variants": records,
         "best": None,
     }
 
@@ -277,19 +261,50 @@ def run_study(
     device: torch.device,
     folder: Path,
     on_epoch: Callable[[int], None] | None = None,
-    on_done: Callable[[Outcome], None] | None = None,
+    on_done: Callable[[dict], None] | None = None,
     command: str = "",
+    executor: ExecutorConfig = ExecutorConfig(),
+    resume: bool = False,
 ) -> Study:
-    """Run the grid and write every results file (and ``best.pt``) for the cells that finished; with a preset,
-    also ``reproduction.json``, the report's figures beside ours (``command`` is recorded with them)."""
-    outcomes = run_bench(config, source, device, on_epoch, on_done)
-    document = results_document(config, outcomes, environment(str(device)), source.describe())
-    save_best(outcomes, document, folder / "best.pt", seed=config.seed)
+    """Run the grid, keeping each cell in ``folder`` as it finishes (``resume``: read back the cells an earlier,
+    interrupted run of the same configuration finished, and run the rest), then write every results file and
+    ``best.pt``; with a preset also ``reproduction.json``, the report's figures beside ours (with ``command``).
+    ``on_done`` gets each cell's record as it finishes; Ctrl-C stops the run and keeps what finished."""
+    jobs = expand(config)
+    run = RunFolder(folder)
+    finished = run.start("bench", asdict(config), source.describe(), resume)
+    todo = [job for job in jobs if job.identity not in finished]
+    context = {"seed": config.seed, "data": source.describe(), "environment": environment(str(device))}
+    if on_epoch is not None:  # the resumed cells' share of the progress
+        on_epoch(sum(job.config.epochs for job in jobs if job.identity in finished) * config.rounds)
+    rounds = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
+    local = executor.kind == "local"  # a local cell reports every epoch; a Ray cell only when it finishes
+    interrupted = False
+    try:
+        cells = run_cells(todo, bench_cell, (rounds, config.seed), str(device), executor, failed_outcome,
+                          on_epoch if local else None)  # fmt: skip
+        for outcome in cells:
+            record = variant_record(outcome)
+            keep = None if outcome.result is None else (lambda path, r=outcome.result: r.save_best(path, **context))
+            run.save(outcome.job.identity, record, keep)
+            finished[outcome.job.identity] = record
+            if on_epoch is not None and not local:
+                on_epoch(outcome.job.config.epochs * config.rounds)
+            if on_done is not None:
+                on_done(record)
+    except KeyboardInterrupt:
+        interrupted = True
+    records = [finished[job.identity] for job in jobs if job.identity in finished]
+    document = results_document(config, records, context["environment"], source.describe())
+    best = best_record(records)
+    if best is not None:
+        checkpoint = run.copy_checkpoint(record_identity(best), folder / "best.pt")
+        document["best"] = {**{k: v for k, v in best.items() if k != "rounds"}, "checkpoint": checkpoint.name}
     if config.preset:
-        document["reproduction"] = reproduction(document, outcomes, command)
+        document["reproduction"] = reproduction(config.preset, records, command)
         write_json(folder / "reproduction.json", document["reproduction"])
     write_results(folder, document)
-    return Study(document, len(outcomes) < len(expand(config)))
+    return Study(document, interrupted or len(records) < len(jobs))
 
 
 def read_baseline(path: Path) -> dict:
@@ -303,19 +318,19 @@ def read_baseline(path: Path) -> dict:
     return baseline
 
 
-def reproduction(document: dict, outcomes: list[Outcome], command: str) -> list[dict]:
+def reproduction(preset_name: str, records: list[dict], command: str) -> list[dict]:
     """A preset run beside its report: for every published cell, the report's figure and ours (the metric the
     report published: the last epoch's test accuracy, or the best test epoch's, with the last epoch's beside it),
     and whether ours lies within the combined spread."""
-    preset = get_preset(document["config"]["preset"])
+    preset = get_preset(preset_name)
+    cells = {cell.label: cell for cell in preset.cells}
     rows = []
-    for outcome in outcomes:
-        cell = outcome.job.cell
-        if cell is None or cell.published is None or outcome.result is None:
+    for record in records:
+        cell = cells.get(record.get("cell"))
+        if cell is None or cell.published is None or record.get("status") != "ok":
             continue
-        summary = outcome.result.summary()
-        last = (summary["test_accuracy_mean"], summary["test_accuracy_std"])
-        best = (summary.get("best_epoch_test_accuracy_mean"), summary.get("best_epoch_test_accuracy_std"))
+        last = (record["test_accuracy_mean"], record["test_accuracy_std"])
+        best = (record.get("best_epoch_test_accuracy_mean"), record.get("best_epoch_test_accuracy_std"))
         ours = best if preset.published_metric == "best-epoch" and best[0] is not None else last
         rows.append({
             "report": preset.report,
@@ -327,7 +342,7 @@ def reproduction(document: dict, outcomes: list[Outcome], command: str) -> list[
             "metric": preset.published_metric,
             "ours_last_epoch_mean": round(last[0], 6),
             "ours_last_epoch_std": round(last[1], 6),
-            "seconds_per_round": round(summary["seconds_per_round"], 2),
+            "seconds_per_round": round(record["seconds_per_round"], 2),
             "within": within(cell.published, ours),
             "command": command,
         })  # fmt: skip

@@ -37,6 +37,11 @@ Head = Enum("Head", {name: name for name in HEADS}, type=str)  # type: ignore[mi
 Activation = Enum("Activation", {name: name for name in ACTIVATIONS}, type=str)  # type: ignore[misc]
 
 
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -306,6 +311,26 @@ ValFractionOption = typer.Option(
 )  # fmt: skip
 
 
+SCALE = "Scaling out"
+ExecutorOption = typer.Option(
+    Executor.local, "--executor", help="Run the cells in this process (local) or as Ray tasks (ray).",
+    rich_help_panel=SCALE,
+)  # fmt: skip
+AddressOption = typer.Option(
+    None, "--address", envvar="RAY_ADDRESS", help="A Ray cluster to join (ray).",
+    show_default="a local cluster, started and stopped", rich_help_panel=SCALE,
+)  # fmt: skip
+CpusOption = typer.Option(1, "--cpus-per-cell", min=1, help="CPU threads each Ray cell declares and uses.",
+                          rich_help_panel=SCALE)  # fmt: skip
+GpusOption = typer.Option(0.25, "--gpus-per-cell", min=0.0, max=1.0, help="Share of a GPU each Ray cell declares.",
+                          rich_help_panel=SCALE)  # fmt: skip
+RetriesOption = typer.Option(2, "--retries", min=0, help="Times a Ray cell runs again when its worker is lost.",
+                             rich_help_panel=SCALE)  # fmt: skip
+ResumeOption = typer.Option(
+    None, "--resume", help="Continue the interrupted run in this folder (its own configuration; finished cells are "
+    "read back, not run again).", show_default=False, rich_help_panel=SCALE,
+)  # fmt: skip
+
 # Grid axes of bench and tune: comma lists (layer lists separated by /), each value a cell of the grid.
 ArchListOption = typer.Option(
     None, "--arch", help="Architectures, a comma list (digitcmp list).", show_default="the study's: " + ",".join(STUDY)
@@ -552,6 +577,12 @@ def bench(
     out: Path = typer.Option(None, "--out", help="Results folder.", show_default="runs/bench-<timestamp>"),
     json_output: bool = JsonOption,
     quiet: bool = QuietOption,
+    executor: Executor = ExecutorOption,
+    address: str = AddressOption,
+    cpus_per_cell: int = CpusOption,
+    gpus_per_cell: float = GpusOption,
+    retries: int = RetriesOption,
+    resume: Path = ResumeOption,
     compare_with: Path = typer.Option(
         None, "--compare", help="Baseline results.json: exit 1 if a variant regresses.", rich_help_panel=GATE
     ),
@@ -620,6 +651,7 @@ def bench(
     require_training("bench")
     from .bench import BenchConfig, compare, expand, read_baseline, run_study
     from .data import load_source
+    from .executor import ExecutorConfig
     from .report import (
         compare_table,
         detail_table,
@@ -656,6 +688,9 @@ def bench(
             loss=value(loss),
         ),
     )
+    if resume is not None:
+        config, out = BenchConfig(**resumed_config(resume, "bench")), resume
+    running = ExecutorConfig(executor.value, address, cpus_per_cell, gpus_per_cell, retries)
     jobs = expand(config)
     baseline = read_baseline(compare_with) if compare_with else None
     torch_device = resolve_device(device.value)
@@ -666,7 +701,15 @@ def bench(
     total = sum(job.config.epochs for job in jobs) * config.rounds
     with progress_bar(total, "bench", quiet or json_output) as advance:
         study = run_study(
-            config, source, torch_device, folder, advance, lambda o: log.print(outcome_line(o)), command_line()
+            config,
+            source,
+            torch_device,
+            folder,
+            advance,
+            lambda record: log.print(outcome_line(record)),
+            command_line(),
+            running,
+            resume is not None,
         )
     document = study.document
     if json_output:
@@ -705,6 +748,16 @@ def refuse_grid_with_preset(arch: str | None, aux_weight: str | None, axes: dict
     given += [f"--{name.replace('_', '-')}" for name in axes["tower_axes"]]
     if given:
         raise DigitcmpError(f"--preset brings its own cells; drop {', '.join(given)}")
+
+
+def resumed_config(folder: Path, kind: str) -> dict:
+    """The configuration an interrupted run in ``folder`` started with, as the config's fields."""
+    from .runs import read_config, tuples
+
+    saved = read_config(folder)
+    if saved["kind"] != kind:
+        raise DigitcmpError(f"--resume {folder} holds a {saved['kind']} run; resume it with 'digitcmp {saved['kind']}'")
+    return tuples(saved["config"])
 
 
 def preset_val_fraction(name: str) -> float:
@@ -829,6 +882,12 @@ def tune(
     out: Path = typer.Option(None, "--out", help="Results folder.", show_default="runs/tune-<timestamp>"),
     json_output: bool = JsonOption,
     quiet: bool = QuietOption,
+    executor: Executor = ExecutorOption,
+    address: str = AddressOption,
+    cpus_per_cell: int = CpusOption,
+    gpus_per_cell: float = GpusOption,
+    retries: int = RetriesOption,
+    resume: Path = ResumeOption,
     channels: str = AxisChannelsOption,
     hidden: str = AxisHiddenOption,
     activation: str = AxisActivationOption,
@@ -864,9 +923,10 @@ def tune(
     """Choose each cell's hyper-parameters on validation pairs, then measure the choice on fresh rounds."""
     require_training("tune")
     from .data import load_source
+    from .executor import ExecutorConfig
     from .report import reproduction_table, stderr_console, stdout_console, tune_line, tune_table
     from .train import resolve_device
-    from .tune import TuneConfig, cell_record, cell_specs, run_and_save, total_epochs
+    from .tune import TuneConfig, cell_specs, run_and_save, total_epochs
 
     axes = grid_axes(channels, hidden, activation, dropout, batch_norm, head_width, lr, batch_size, weight_decay)
     search: dict = {}
@@ -901,6 +961,9 @@ def tune(
             loss=value(loss),
         ),
     )
+    if resume is not None:
+        config, out = TuneConfig(**resumed_config(resume, "tune")), resume
+    running = ExecutorConfig(executor.value, address, cpus_per_cell, gpus_per_cell, retries)
     total = total_epochs(config)  # also checks every cell's grid before anything trains
     torch_device = resolve_device(device.value)
     folder = prepare_out(out or Path("runs") / f"tune-{datetime.now():%Y%m%d-%H%M%S}")
@@ -914,8 +977,10 @@ def tune(
             torch_device,
             folder,
             advance,
-            lambda c: log.print(tune_line(cell_record(c))),
+            lambda record: log.print(tune_line(record)),
             command_line(),
+            running,
+            resume is not None,
         )
     if json_output:
         typer.echo(json.dumps(run.document, indent=2, ensure_ascii=False))

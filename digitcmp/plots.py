@@ -32,7 +32,7 @@ def plot_curves(records: list[dict], rounds: int, path: Path) -> None:
         ax.set_ylabel("error (%)")
     for ax in list(axes.flat)[len(variants) :]:
         ax.axis("off")
-    if variants:
+    if variants and axes.flat[0].get_lines():
         axes.flat[0].legend()
     fig.suptitle(f"Learning curves, mean ± std over {rounds} rounds")
     fig.tight_layout()

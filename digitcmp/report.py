@@ -16,7 +16,6 @@ from .config import TrainConfig
 from .variant import TOWER_OPTIONS, create_variant, technique
 
 if TYPE_CHECKING:  # report.py serves predict and list too, which must not import torch
-    from .bench import Outcome
     from .export import ExportSummary
     from .predict import Prediction
     from .train import RunResult
@@ -65,12 +64,11 @@ def rounds_table(result: RunResult) -> Table:
     return table
 
 
-def outcome_line(outcome: Outcome) -> str:
-    """The line a bench prints as each variant ends: ✅ with its accuracy, or ❌ with why it failed."""
-    if outcome.result is None:
-        return f"❌ {outcome.job.variant.name}: {outcome.error}"
-    mean, std = outcome.result.mean_std("test_accuracy")
-    return f"✅ {outcome.job.variant.name}: {mean_std(mean, std)}"
+def outcome_line(record: dict) -> str:
+    """The line a bench prints as each cell ends: ✅ with its accuracy, or ❌ with why it failed."""
+    if record.get("status") != "ok":
+        return f"❌ {record['name']}: {record.get('error')}"
+    return f"✅ {record['name']}: {mean_std(record['test_accuracy_mean'], record['test_accuracy_std'])}"
 
 
 def recipe_text(arch: str) -> str:

@@ -379,6 +379,6 @@ def train_and_save(
     result = train_variant(variant, data, config, device, seed, on_epoch=on_epoch)
     context = {"seed": seed, "data": source.describe(), "environment": environment(str(device))}
     checkpoint = result.save_best(folder / "checkpoint.pt", **context)
-    record = {**result.to_dict(), **context, "checkpoint": str(checkpoint)}
+    record = {**result.to_dict(), **context, "checkpoint": checkpoint.name}  # beside results.json
     write_json(folder / "results.json", record)
     return TrainRun(result, record, checkpoint)

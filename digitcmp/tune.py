@@ -8,21 +8,24 @@ its test accuracy (mean ± std) is what the cell reports.
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from .bench import BenchConfig, Job, Outcome, expand, reproduction, save_best, variant_record
+from .bench import BenchConfig, Job, Outcome, best_record, expand, reproduction, variant_record
 from .config import TrainConfig
 from .data import DigitSource, RoundData, draw_rounds, draw_tuning_rounds
 from .errors import DigitcmpError
+from .executor import ExecutorConfig, node_name, run_cells
 from .files import write_json
 from .presets import PresetCell, get_preset
 from .report import write_results
+from .runs import RunFolder, cell_id
 from .train import environment, train_variant
 from .variant import TECHNIQUES, technique
 
@@ -106,6 +109,17 @@ class Cell:
         return self.spec.technique
 
     @property
+    def identity(self) -> str:
+        """The cell's name in a results folder (for streaming and --resume)."""
+        spec = self.spec
+        key = {
+            "variant": spec.variant_options,
+            "train": spec.overrides,
+            "cell": spec.preset_cell and spec.preset_cell.label,
+        }
+        return cell_id(f"{spec.arch}-{spec.technique}", json.loads(json.dumps(key, default=list)))
+
+    @property
     def selected(self) -> Trial:
         return max(self.trials, key=lambda t: t.score)  # the first of equal scores, in grid order
 
@@ -161,45 +175,45 @@ def run_tune(
     source: DigitSource,
     device: torch.device,
     on_epoch: Callable[[int], None] | None = None,
-    on_done: Callable[[Cell], None] | None = None,
-) -> tuple[list[Cell], bool]:
-    """Tune and evaluate every cell; returns the cells that finished and whether Ctrl-C stopped the run."""
+    executor: ExecutorConfig = ExecutorConfig(),
+    skip: frozenset[str] = frozenset(),
+) -> Iterator[Cell]:
+    """Tune and evaluate every cell (but those whose identity is in ``skip``), yielding each as it finishes.
+    Ctrl-C propagates; the cells yielded before it are complete."""
     tuning = draw_tuning_rounds(source, config.tune_pairs, config.seed, config.holdout, config.folds)
     evaluation = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
-    cells: list[Cell] = []
-    try:
-        for spec in cell_specs(config):
-            cell = Cell(spec, candidates(config, spec))
-            tune_cell(cell, tuning, evaluation, device, config.seed, on_epoch)
-            cells.append(cell)
-            if on_done is not None:
-                on_done(cell)
-    except KeyboardInterrupt:
-        return cells, True
-    return cells, False
+    cells = [Cell(spec, candidates(config, spec)) for spec in cell_specs(config)]
+    todo = [cell for cell in cells if cell.identity not in skip]
+    local = executor.kind == "local"
+    yield from run_cells(todo, tune_cell, (tuning, evaluation, config.seed), str(device), executor, failed_cell,
+                         on_epoch if local else None)  # fmt: skip
 
 
 def tune_cell(
     cell: Cell,
-    tuning: list[RoundData],
-    evaluation: list[RoundData],
-    device: torch.device,
-    seed: int,
-    on_epoch: Callable[[int], None] | None,
-) -> None:
+    shared: tuple[list[RoundData], list[RoundData], int],
+    device: str,
+    on_epoch: Callable[[int], None] | None = None,
+) -> Cell:
     """Score every trial on the tuning rounds, then train the best on the evaluation rounds. A failure (say, out
     of memory) marks the cell failed; the others go on."""
+    tuning, evaluation, seed = shared
     try:
         for trial in cell.trials:
-            result = train_variant(trial.job.variant, tuning, trial.job.config, device, seed, on_epoch)
+            result = train_variant(trial.job.variant, tuning, trial.job.config, torch.device(device), seed, on_epoch)
             trial.scores = [r.val_accuracy for r in result.rounds]
         job = cell.selected.job
         final = replace(job.config, curves=True, epochs=evaluation_epochs(cell.spec))
-        result = train_variant(job.variant, evaluation, final, device, seed, on_epoch)
-        cell.outcome = Outcome(Job(job.variant, final, cell.spec.preset_cell), result)
+        result = train_variant(job.variant, evaluation, final, torch.device(device), seed, on_epoch)
+        cell.outcome = Outcome(Job(job.variant, final, cell.spec.preset_cell), result, node=node_name())
     except (DigitcmpError, RuntimeError) as exc:
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-        cell.outcome = Outcome(cell.trials[0].job, None, error)
+        return failed_cell(cell, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return cell
+
+
+def failed_cell(cell: Cell, reason: str) -> Cell:
+    cell.outcome = Outcome(cell.trials[0].job, None, reason)
+    return cell
 
 
 def evaluation_epochs(spec: CellSpec) -> int:
@@ -220,6 +234,7 @@ def cell_record(cell: Cell) -> dict:
     selected = cell.selected if scored else None
     return {
         **record,
+        "id": cell.identity,
         "arch": cell.arch,
         "technique": technique(*TECHNIQUES[cell.technique]),
         "selected": selected.settings if selected else None,
@@ -228,19 +243,18 @@ def cell_record(cell: Cell) -> dict:
     }
 
 
-def tune_document(config: TuneConfig, cells: list[Cell], device: torch.device, data: str) -> dict:
+def tune_document(config: TuneConfig, records: list[dict], environment: dict, data: str) -> dict:
     """The whole of tune's results.json (schema ``SCHEMA_VERSION``; docs/tune.md describes it)."""
-    env = environment(str(device))
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "tune",
-        "digitcmp_version": env["digitcmp_version"],
-        "created": env["created"],
-        "device": env["device"],
-        "environment": env,
+        "digitcmp_version": environment["digitcmp_version"],
+        "created": environment["created"],
+        "device": environment["device"],
+        "environment": environment,
         "data": data,
         "config": asdict(config),
-        "cells": [cell_record(cell) for cell in cells],
+        "cells": records,
         "best": None,
     }
 
@@ -257,29 +271,55 @@ def run_and_save(
     device: torch.device,
     folder: Path,
     on_epoch: Callable[[int], None] | None = None,
-    on_done: Callable[[Cell], None] | None = None,
+    on_done: Callable[[dict], None] | None = None,
     command: str = "",
+    executor: ExecutorConfig = ExecutorConfig(),
+    resume: bool = False,
 ) -> TuneRun:
-    """Tune every cell and write results.json, results.csv, summary.md, the plots and best.pt for those that
-    finished (all of them unless Ctrl-C stopped the run); with a preset, also ``reproduction.json``."""
-    cells, interrupted = run_tune(config, source, device, on_epoch, on_done)
-    document = tune_document(config, cells, device, source.describe())
-    outcomes = [cell.outcome for cell in cells if cell.outcome is not None]
-    save_best(outcomes, document, folder / "best.pt", seed=config.seed, records=document["cells"])
+    """Tune every cell, keeping each in ``folder`` as it finishes (``resume``: read back the cells an interrupted
+    run finished), then write results.json, results.csv, summary.md, the plots and best.pt; with a preset, also
+    ``reproduction.json``. ``on_done`` gets each cell's record as it finishes; Ctrl-C keeps what finished."""
+    run = RunFolder(folder)
+    finished = run.start("tune", asdict(config), source.describe(), resume)
+    specs = cell_specs(config)
+    identities = [Cell(spec, []).identity for spec in specs]
+    context = {"seed": config.seed, "data": source.describe(), "environment": environment(str(device))}
+    if on_epoch is not None:  # the resumed cells' share of the progress
+        on_epoch(sum(cell_epochs(config, spec) for spec, i in zip(specs, identities, strict=True) if i in finished))
+    interrupted = False
+    try:
+        for cell in run_tune(config, source, device, on_epoch, executor, frozenset(finished)):
+            record = cell_record(cell)
+            result = cell.outcome.result if cell.outcome else None
+            keep = None if result is None else (lambda path, r=result: r.save_best(path, **context))
+            run.save(cell.identity, record, keep)
+            finished[cell.identity] = record
+            if on_epoch is not None and executor.kind != "local":
+                on_epoch(cell_epochs(config, cell.spec))
+            if on_done is not None:
+                on_done(record)
+    except KeyboardInterrupt:
+        interrupted = True
+    records = [finished[i] for i in identities if i in finished]
+    document = tune_document(config, records, context["environment"], source.describe())
+    best = best_record(records)
+    if best is not None:
+        document["best"] = {**{k: v for k, v in best.items() if k != "rounds"},
+                            "checkpoint": run.copy_checkpoint(best["id"], folder / "best.pt").name}  # fmt: skip
     if config.preset:
-        document["reproduction"] = reproduction(document, outcomes, command)
+        document["reproduction"] = reproduction(config.preset, records, command)
         write_json(folder / "reproduction.json", document["reproduction"])
     write_results(folder, document)
-    return TuneRun(document, interrupted)
+    return TuneRun(document, interrupted or len(records) < len(specs))
+
+
+def cell_epochs(config: TuneConfig, spec: CellSpec) -> int:
+    """Network-epochs one cell trains: every trial on every tuning round, then its selection on every evaluation
+    round (the progress bar's unit)."""
+    trials = candidates(config, spec)
+    return sum(t.job.config.epochs for t in trials) * max(config.folds, 1) + evaluation_epochs(spec) * config.rounds
 
 
 def total_epochs(config: TuneConfig) -> int:
-    """Network-epochs the whole run trains, for the progress bar: every trial on every tuning round, then each
-    cell's selection on every evaluation round."""
-    tuning_rounds = max(config.folds, 1)
-    total = 0
-    for spec in cell_specs(config):
-        trials = candidates(config, spec)
-        total += sum(t.job.config.epochs for t in trials) * tuning_rounds
-        total += evaluation_epochs(spec) * config.rounds
-    return total
+    """Network-epochs the whole run trains, for the progress bar."""
+    return sum(cell_epochs(config, spec) for spec in cell_specs(config))

@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import digitcmp.bench as bench_module
-from digitcmp.bench import BenchConfig, Job, Outcome, best_outcome, compare, expand, run_bench
+from digitcmp.bench import BenchConfig, Job, Outcome, best_record, compare, expand, run_study, variant_record
 from digitcmp.cli import app
 from digitcmp.config import TrainConfig
 from digitcmp.data import load_source
@@ -40,7 +40,7 @@ def test_grid_covers_every_technique_and_applies_tower_axes_and_recipes():
     assert fc.config.schedule == "constant" and fc.config.epochs == 25
 
 
-def test_every_variant_sees_the_same_rounds_and_a_failure_does_not_stop_the_rest(monkeypatch):
+def test_every_variant_sees_the_same_rounds_and_a_failure_does_not_stop_the_rest(monkeypatch, tmp_path):
     seen = []
 
     def fake_train(variant, rounds, config, device, seed, on_epoch):
@@ -50,24 +50,33 @@ def test_every_variant_sees_the_same_rounds_and_a_failure_does_not_stop_the_rest
         return fake_result(variant, 0.8, 0.8)
 
     monkeypatch.setattr(bench_module, "train_variant", fake_train)
-    outcomes = run_bench(BenchConfig(archs=("shallow-fc", "deep-fc"), **TINY), load_source(None), torch.device("cpu"))
-    assert len(outcomes) == 8 and all(rounds is seen[0] for rounds in seen)  # one draw, shared: a paired design
-    failed = [o for o in outcomes if o.result is None]
-    assert len(failed) == 2 and failed[0].error == "RuntimeError: out of memory"
+    config = BenchConfig(archs=("shallow-fc", "deep-fc"), **TINY)
+    study = run_study(config, load_source(None), torch.device("cpu"), tmp_path)
+    records = study.document["variants"]
+    assert len(records) == 8 and all(rounds is seen[0] for rounds in seen)  # one draw, shared: a paired design
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 2 and failed[0]["error"] == "RuntimeError: out of memory"
+    assert not study.interrupted and len(list((tmp_path / "cells").glob("*.json"))) == 8  # every cell kept
 
 
-def test_ctrl_c_keeps_the_variants_already_finished(monkeypatch):
+def test_ctrl_c_keeps_the_variants_already_finished_and_resume_runs_only_the_rest(monkeypatch, tmp_path):
     calls = []
 
     def fake_train(variant, rounds, config, device, seed, on_epoch):
-        calls.append(variant)
+        calls.append(variant.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return fake_result(variant, 0.8, 0.8)
 
     monkeypatch.setattr(bench_module, "train_variant", fake_train)
-    outcomes = run_bench(BenchConfig(archs=("shallow-fc",), **TINY), load_source(None), torch.device("cpu"))
-    assert len(outcomes) == 2 and all(o.result for o in outcomes)
+    config = BenchConfig(archs=("shallow-fc",), **TINY)
+    study = run_study(config, load_source(None), torch.device("cpu"), tmp_path)
+    assert study.interrupted and [r["name"] for r in study.document["variants"]] == calls[:2]
+    assert json.loads((tmp_path / "results.json").read_text())["variants"] == study.document["variants"]
+    resumed = run_study(config, load_source(None), torch.device("cpu"), tmp_path, resume=True)
+    grid = [job.variant.name for job in expand(config)]
+    assert calls[3:] == grid[2:]  # only the two cells left are trained again
+    assert not resumed.interrupted and [r["name"] for r in resumed.document["variants"]] == grid  # grid order
 
 
 def fake_result(variant: Variant, val: float, test: float) -> RunResult:
@@ -76,16 +85,12 @@ def fake_result(variant: Variant, val: float, test: float) -> RunResult:
 
 
 def test_best_model_is_chosen_by_validation_never_by_test():
-    good_val = Outcome(
-        Job(create_variant("lenet", True, 1.0), TrainConfig()),
-        fake_result(create_variant("lenet", True, 1.0), 0.95, 0.80),
-    )
-    good_test = Outcome(
-        Job(create_variant("lenet", False, 0.0), TrainConfig()),
-        fake_result(create_variant("lenet", False, 0.0), 0.90, 0.99),
-    )
-    assert best_outcome([good_test, good_val]) is good_val
-    assert best_outcome([Outcome(good_val.job, None, "failed")]) is None
+    good_val = variant_record(Outcome(Job(create_variant("lenet", True, 1.0), TrainConfig()),
+                                      fake_result(create_variant("lenet", True, 1.0), 0.95, 0.80)))  # fmt: skip
+    good_test = variant_record(Outcome(Job(create_variant("lenet", False, 0.0), TrainConfig()),
+                                       fake_result(create_variant("lenet", False, 0.0), 0.90, 0.99)))  # fmt: skip
+    assert best_record([good_test, good_val]) is good_val
+    assert best_record([{**good_val, "status": "failed"}]) is None
 
 
 def record(name: str, accuracy: float, seconds: float, **key) -> dict:
@@ -176,7 +181,7 @@ def test_bench_writes_every_results_file(bench_run):
     assert "| architecture | none | weight sharing | auxiliary loss | both |" in (out / "summary.md").read_text()
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     model, _ = load_checkpoint(out / "best.pt")
-    assert document["best"]["checkpoint"] == str(out / "best.pt") and model.variant.name == document["best"]["name"]
+    assert document["best"]["checkpoint"] == "best.pt" and model.variant.name == document["best"]["name"]
     assert "Test accuracy, mean ± std over 2 rounds" in result.stdout and "✅" in result.stdout
 
 

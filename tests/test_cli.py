@@ -67,7 +67,7 @@ def test_train_json_writes_checkpoint_and_results(tmp_path):
         set(r) >= {"round", "train_accuracy", "test_accuracy", "digit_accuracy", "seconds"} for r in record["rounds"]
     ] == [True, True]
     assert {"test_accuracy_mean", "test_accuracy_std"} <= set(record["summary"])
-    assert record["checkpoint"] == str(tmp_path / "checkpoint.pt")
+    assert record["checkpoint"] == "checkpoint.pt"  # beside results.json
     assert json.loads((tmp_path / "results.json").read_text())["summary"] == record["summary"]
     model, meta = load_checkpoint(tmp_path / "checkpoint.pt")
     assert model.variant.arch == "shallow-fc" and meta["config"]["epochs"] == 2 and meta["seed"] == 0

@@ -16,7 +16,7 @@ from digitcmp.cli import app
 from digitcmp.data import Digits, DigitSource, draw_tuning_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.preprocess import pool_digits
-from digitcmp.tune import CellSpec, TuneConfig, candidates, run_tune
+from digitcmp.tune import CellSpec, TuneConfig, candidates, run_and_save, run_tune
 
 CPU = torch.device("cpu")
 TINY = {"tune_pairs": 200, "rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 2}}
@@ -63,8 +63,7 @@ def test_test_pairs_never_influence_a_choice():
     rng = np.random.default_rng(0)
     other = with_test_digits(source, rng.permutation(source.test.images), rng.permutation(source.test.labels))
     config = TuneConfig(archs=("shallow-fc",), lrs=(3e-4, 3e-3), folds=2, **TINY)
-    original, _ = run_tune(config, source, CPU)
-    replaced, _ = run_tune(config, other, CPU)
+    original, replaced = list(run_tune(config, source, CPU)), list(run_tune(config, other, CPU))
     for a, b in zip(original, replaced, strict=True):
         assert [t.scores for t in a.trials] == [t.scores for t in b.trials]
         assert a.selected.settings == b.selected.settings
@@ -76,24 +75,27 @@ def test_test_pairs_never_influence_a_choice():
 def test_the_selection_is_the_best_validation_score_and_is_trained_on_the_evaluation_rounds():
     settings = {**TINY, "tune_pairs": 400, "overrides": {"epochs": 5}}
     config = TuneConfig(archs=("shallow-fc",), techniques=("both",), lrs=(1e-5, 3e-3), **settings)
-    (cell,), interrupted = run_tune(config, load_source(None), CPU)
-    assert not interrupted and cell.selected.settings["lr"] == 3e-3  # 1e-5 learns nothing in five epochs
+    (cell,) = run_tune(config, load_source(None), CPU)
+    assert cell.selected.settings["lr"] == 3e-3  # 1e-5 learns nothing in five epochs
     assert cell.selected.score == max(t.score for t in cell.trials)
     result = cell.outcome.result
     assert [r.round for r in result.rounds] == [0, 1] and result.config.lr == 3e-3 and result.config.curves
 
 
-def test_ctrl_c_keeps_the_cells_already_finished(monkeypatch):
+def test_ctrl_c_keeps_the_cells_already_finished(monkeypatch, tmp_path):
     calls = []
+    real = tune_module.tune_cell
 
     def interrupt_third(cell, *args):
-        calls.append(cell)
+        calls.append(cell.technique)
         if len(calls) == 3:
             raise KeyboardInterrupt
+        return real(cell, *args)
 
     monkeypatch.setattr(tune_module, "tune_cell", interrupt_third)
-    cells, interrupted = run_tune(TuneConfig(archs=("shallow-fc",), **TINY), load_source(None), CPU)
-    assert interrupted and [c.technique for c in cells] == ["none", "ws"]
+    run = run_and_save(TuneConfig(archs=("shallow-fc",), **TINY), load_source(None), CPU, tmp_path)
+    assert run.interrupted and [c["technique"] for c in run.document["cells"]] == ["none", "weight sharing"]
+    assert json.loads((tmp_path / "results.json").read_text())["cells"] == run.document["cells"]
 
 
 @pytest.mark.slow

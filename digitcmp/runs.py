@@ -1,0 +1,87 @@
+"""A bench or tune results folder as cells finish: each cell's record and checkpoint are written the moment it ends,
+so an interrupted or crashed run keeps them, and ``--resume`` reads them back instead of training them again.
+
+Layout: ``config.json`` (what the run was asked to do), ``cells/<cell>.json`` (a finished cell's results record)
+and ``cells/<cell>.pt`` (its best round's checkpoint); the run's own files (results.json, plots, best.pt) are made
+from them at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from .errors import DigitcmpError
+from .files import atomic_write, write_json
+
+CONFIG = "config.json"
+
+
+def cell_id(name: str, key: dict) -> str:
+    """A cell's file name: its variant name and a digest of everything that identifies it."""
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{name}-{digest}"
+
+
+class RunFolder:
+    """The results folder of one bench or tune run, with its finished cells."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.cells = self.folder / "cells"
+
+    def start(self, kind: str, config: dict, data: str, resume: bool) -> dict[str, dict]:
+        """Record the run's configuration and data (or check them against the run being resumed) and return the
+        records of the cells already finished (none unless resuming)."""
+        if not resume:
+            shutil.rmtree(self.cells, ignore_errors=True)  # a fresh run never mixes in an older run's cells
+            write_json(self.folder / CONFIG, {"kind": kind, "config": config, "data": data})
+            return {}
+        saved = read_config(self.folder)
+        if saved["kind"] != kind:
+            raise DigitcmpError(f"{self.folder} holds a {saved['kind']} run; resume it with 'digitcmp {saved['kind']}'")
+        if saved.get("data") != data:
+            raise DigitcmpError(f"{self.folder} was run on other digits ({saved.get('data')}); resume it with the "
+                                "same --data-dir")  # fmt: skip
+        records = {}
+        for path in sorted(self.cells.glob("*.json")):
+            try:
+                records[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue  # half-written cells do not exist (files are written atomically); unreadable ones rerun
+        return records
+
+    def save(self, identity: str, record: dict, save_checkpoint) -> None:
+        """Keep a finished cell: its checkpoint first (``save_checkpoint(path)``, when it trained), then the record
+        whose presence marks the cell finished."""
+        if save_checkpoint is not None:
+            save_checkpoint(self.cells / f"{identity}.pt")
+        write_json(self.cells / f"{identity}.json", record)
+
+    def copy_checkpoint(self, identity: str, path: Path) -> Path:
+        """A finished cell's checkpoint as ``path`` (best.pt), written atomically."""
+        source = self.cells / f"{identity}.pt"
+        return atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def read_config(folder: Path) -> dict:
+    """The configuration a run in ``folder`` was started with (for --resume)."""
+    path = Path(folder) / CONFIG
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise DigitcmpError(f"--resume {folder}: no readable {CONFIG}; is it the results folder of a run?") from None
+    if not isinstance(saved, dict) or "kind" not in saved or "config" not in saved:
+        raise DigitcmpError(f"--resume {folder}: {CONFIG} is not a digitcmp run's")
+    return saved
+
+
+def tuples(value):
+    """JSON lists back to the tuples a configuration holds (layer sizes, grid axes)."""
+    if isinstance(value, list):
+        return tuple(tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: tuples(v) for k, v in value.items()}
+    return value
