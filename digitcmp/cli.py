@@ -1073,6 +1073,35 @@ def predict(
     stderr_console().print(f"{len(results)} pairs in {seconds:.2f} s ({len(results) / seconds:,.0f} pairs/s)")
 
 
+EPILOG_SERVE = examples(
+    "digitcmp serve",
+    "digitcmp serve --model models/mine.onnx --port 8080",
+    "curl -F first=@three.png -F second=@seven.jpg http://127.0.0.1:8000/api/compare",
+)
+SERVE_MODULES = ("starlette", "uvicorn", "multipart")  # what the serve extra adds
+INSTALL_SERVE = "pip install 'digitcmp[serve]'"
+
+
+@app.command(epilog=EPILOG_SERVE)
+@friendly
+def serve(
+    model: Path = typer.Option(None, "--model", help="ONNX model.", show_default="the model shipped with digitcmp"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+) -> None:
+    """A web page to draw or drop two digits, and an HTTP API for the same comparison (no torch needed)."""
+    missing = [name for name in SERVE_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DigitcmpError(
+            f"'digitcmp serve' needs {', '.join(missing)}, which come with the serve extra: {INSTALL_SERVE}"
+        )
+    from .report import stderr_console
+    from .serve import serve as run_server
+
+    stderr_console().print(f"digitcmp serve: http://{host}:{port}/  (API: POST /api/compare; Ctrl-C stops)")
+    run_server(model, host, port)
+
+
 @app.command("list")
 @friendly
 def list_architectures(json_output: bool = JsonOption) -> None:

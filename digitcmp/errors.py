@@ -9,3 +9,7 @@ class DigitcmpError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class TooLarge(DigitcmpError):
+    """An input over a size limit (bytes or pixels): refused before it is decoded."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .contract import METADATA_KEY, describe_violation
-from .errors import DigitcmpError
+from .errors import DigitcmpError, TooLarge
 from .files import atomic_write
 from .ink import WORK_SIDE, NoDigit
 from .preprocess import MAX_FILE_BYTES, MAX_PIXELS, picture_digit, pool_digits, prepared_array
@@ -59,7 +59,7 @@ def load_digit(path: Path) -> Digit:
     if size == 0:
         raise DigitcmpError(f"{path} is empty; pass an image file")
     if size > MAX_FILE_BYTES:
-        raise DigitcmpError(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for a digit image")
+        raise TooLarge(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for a digit image")
     if path.suffix.lower() == ".npy":
         try:
             image, pooled = prepared_array(np.load(path, allow_pickle=False), str(path))
@@ -91,7 +91,7 @@ def decode_image(data: bytes, name: str):
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise DigitcmpError(f"{name} is {width}×{height} pixels, over the {MAX_PIXELS:,}-pixel limit")
+                raise TooLarge(f"{name} is {width}×{height} pixels, over the {MAX_PIXELS:,}-pixel limit")
             if image.format == "JPEG":
                 image.draft("RGB", (2 * WORK_SIDE, 2 * WORK_SIDE))
             image.load()
@@ -99,7 +99,7 @@ def decode_image(data: bytes, name: str):
     except UnidentifiedImageError:
         raise DigitcmpError(f"{name} is not an image Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, .npy)") from None
     except Image.DecompressionBombError:
-        raise DigitcmpError(f"{name} would decode to more than {MAX_PIXELS:,} pixels; refusing it") from None
+        raise TooLarge(f"{name} would decode to more than {MAX_PIXELS:,} pixels; refusing it") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DigitcmpError(f"{name} is damaged or truncated ({str(exc).splitlines()[0]})") from None
 

@@ -1,0 +1,131 @@
+"""``digitcmp serve``: a web page to draw or drop two digits, and an HTTP API for the same comparison.
+
+Starlette on uvicorn (the serve extra), onnxruntime and predict's own preparation of images: no torch, and no second
+way of reading a picture. The API answers with exactly the object ``digitcmp predict --json`` prints; every bad
+request gets a 4xx response with a JSON body ``{"error": "..."}`` that names the field, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+import io
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from . import __version__
+from .errors import DigitcmpError, TooLarge
+from .predict import Digit, Model, compare, digit_from_bytes, load_model
+
+FIELDS = ("first", "second")
+MAX_IMAGE_BYTES = 10_000_000  # one image; a request holds two and a little form overhead
+MAX_BODY_BYTES = 2 * MAX_IMAGE_BYTES + 100_000
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def png_data_url(digit: Digit) -> str:
+    """The 28×28 digit the model saw, as a PNG data URL the page can show."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(digit.image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def create_app(model_path: Path | None = None) -> Starlette:
+    """The web application around one loaded model (the shipped one by default)."""
+    model = load_model(model_path)
+    page = (importlib.resources.files("digitcmp") / "web" / "index.html").read_text(encoding="utf-8")
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def model_info(request: Request) -> JSONResponse:
+        return JSONResponse(model_summary(model))
+
+    async def compare_images(request: Request) -> Response:
+        """POST first and second (multipart/form-data) → predict's JSON (``?include=digits`` adds what the model
+        saw, for the page)."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return error(415, "send the images as multipart/form-data fields 'first' and 'second'")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return error(413, f"the request is over {MAX_BODY_BYTES:,} bytes; send two images of at most "
+                              f"{MAX_IMAGE_BYTES:,} bytes each")  # fmt: skip
+        try:
+            form = await request.form(max_files=2, max_fields=4, max_part_size=MAX_IMAGE_BYTES)
+        except Exception as exc:  # the multipart parser's own errors: malformed or oversized parts
+            return error(400, f"the form cannot be read ({str(exc).splitlines()[0][:120]})")
+        images = {}
+        for field in FIELDS:
+            upload = form.get(field)
+            if not isinstance(upload, UploadFile):
+                return error(400, f"{field}: missing; send an image file in the form field '{field}'")
+            data = await upload.read()
+            if len(data) > MAX_IMAGE_BYTES:
+                return error(413, f"{field}: {len(data):,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit")
+            if not data:
+                return error(400, f"{field}: empty; send an image file")
+            images[field] = data
+        try:
+            prediction, digits = await run_in_threadpool(predict_images, model, images)
+        except TooLarge as exc:
+            return error(413, str(exc))
+        except DigitcmpError as exc:
+            return error(400, str(exc))
+        answer = prediction.to_dict()
+        if request.query_params.get("include") == "digits":
+            answer["seen"] = {field: png_data_url(digit) for field, digit in zip(FIELDS, digits, strict=True)}
+        return JSONResponse(answer)
+
+    routes = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/api/model", model_info),
+        Route("/api/compare", compare_images, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed, 500: server_error})
+
+
+def predict_images(model: Model, images: dict[str, bytes]):
+    """Prepare both images as predict does (each named by its field) and compare them."""
+    digits = [digit_from_bytes(images[field], field) for field in FIELDS]
+    return compare(model, [(digits[0], digits[1])])[0], digits
+
+
+def model_summary(model: Model) -> dict:
+    """What GET /api/model answers: the variant, its accuracy, the input contract, the versions."""
+    keys = ("variant", "variant_name", "params", "test_accuracy_mean", "test_accuracy_std", "data", "input",
+            "outputs", "labels", "digitcmp_version", "opset")  # fmt: skip
+    return {"model": model.path.name, **{key: model.metadata.get(key) for key in keys}, "server_version": __version__}
+
+
+async def not_found(request: Request, exc: Exception) -> JSONResponse:
+    return error(404, f"{request.url.path}: no such page; try /, /api/compare, /api/model or /healthz")
+
+
+async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    return error(405, f"{request.method} {request.url.path}: not allowed; POST the images to /api/compare")
+
+
+async def server_error(request: Request, exc: Exception) -> JSONResponse:
+    return error(500, "the server failed on this request; it goes on serving")
+
+
+def serve(model_path: Path | None, host: str, port: int) -> None:
+    """Run the application with uvicorn until Ctrl-C."""
+    import uvicorn
+
+    uvicorn.run(create_app(model_path), host=host, port=port, log_level="warning")
