@@ -174,6 +174,11 @@ def export_onnx(
     if opset < 17:
         raise DigitcmpError(f"--opset {opset} is too old; use 17 or newer")
     net, meta = load_checkpoint(checkpoint)
+    if not net.variant.names_digits:
+        raise DigitcmpError(
+            f"{net.variant.name} was trained without an auxiliary loss, so it cannot name the digits that predict "
+            "reports; export a variant trained with one (digitcmp train --aux-weight 1)"
+        )
     out = out or Path("models") / f"{net.variant.name}.onnx"
     model = ProbabilityModel(net).eval()
     metadata = build_metadata(net, meta, checkpoint, opset)

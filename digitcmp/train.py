@@ -55,7 +55,7 @@ class RoundResult:
     train_accuracy: float
     val_accuracy: float | None
     test_accuracy: float
-    digit_accuracy: float
+    digit_accuracy: float | None  # None when training does not name the digits (Variant.names_digits)
     seconds: float
     curves: dict[str, list[float | None]] = field(default_factory=dict)
 
@@ -91,7 +91,7 @@ class RunResult:
             "test_accuracy_std": test_std,
             "train_accuracy_mean": self.mean_std("train_accuracy")[0],
             "val_accuracy_mean": statistics.fmean(vals) if vals else None,
-            "digit_accuracy_mean": self.mean_std("digit_accuracy")[0],
+            "digit_accuracy_mean": self.mean_std("digit_accuracy")[0] if self.variant.names_digits else None,
             "seconds_per_round": self.mean_std("seconds")[0],
             **self.best_epoch_summary(),
         }
@@ -343,7 +343,8 @@ def train_variant(
         params = count_parameters(model)
         for m, data in enumerate(chunk):
             val_acc_m = None if val_acc is None else val_acc[m]
-            figures = rounded(fit_acc[m], val_acc_m, test_acc[m], digit_acc[m], seconds)
+            digit_acc_m = digit_acc[m] if variant.names_digits else None
+            figures = rounded(fit_acc[m], val_acc_m, test_acc[m], digit_acc_m, seconds)
             results.append(RoundResult(data.index, *figures, curves[m]))
             # Model selection uses validation accuracy (training accuracy when there is no validation split).
             score = float(val_acc_m if val_acc_m is not None else fit_acc[m])

@@ -111,6 +111,13 @@ class Variant:
         return "-".join(parts)
 
     @property
+    def names_digits(self) -> bool:
+        """Whether training teaches the digit head the digits' names: the auxiliary loss does, and so does the
+        structured head, whose exact rule only works on correctly named digits. Otherwise that head is untrained
+        and its accuracy is noise, so none is reported."""
+        return self.aux_weight > 0 or self.head == "structured"
+
+    @property
     def technique(self) -> str:
         """The column of the study's table: none, weight sharing, auxiliary loss, or both."""
         return technique(self.weight_sharing, self.aux_weight)

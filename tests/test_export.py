@@ -19,6 +19,7 @@ from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.export import export_onnx, latest_checkpoint
+from digitcmp.model.network import ComparisonNet
 from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
 from digitcmp.train import train_variant
 from digitcmp.variant import create_variant
@@ -100,7 +101,10 @@ def test_export_cli_reports_and_refuses_bad_input(checkpoints, tmp_path):
     assert result.exit_code == 0, result.output
     assert "identical decisions" in result.stdout and out.is_file()
     assert f"digitcmp predict first.png second.png --model {out}" in result.output
+    untrained_digits = create_variant("shallow-fc", True, 0.0)
+    noaux = save_checkpoint(tmp_path / "noaux.pt", ComparisonNet(untrained_digits).state_dict(), untrained_digits, {})
     for args, words in (
+        ([str(noaux)], "without an auxiliary loss"),
         (["/nonexistent.pt"], "does not exist"),
         ([str(checkpoints["vgg4"]), "--opset", "11"], "--opset"),
     ):
