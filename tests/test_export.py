@@ -19,8 +19,8 @@ from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.export import export_onnx, latest_checkpoint
-from digitcmp.model.network import ComparisonNet
 from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
+from digitcmp.model.network import ComparisonNet
 from digitcmp.train import train_variant
 from digitcmp.variant import create_variant
 
