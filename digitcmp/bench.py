@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -279,32 +279,41 @@ def run_study(
         on_epoch(sum(job.config.epochs for job in jobs if job.identity in finished) * config.rounds)
     rounds = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
     local = executor.kind == "local"  # a local cell reports every epoch; a Ray cell only when it finishes
-    interrupted = False
-    try:
+
+    def finished_cells() -> Iterator[tuple[str, dict, RunResult | None]]:
         cells = run_cells(todo, bench_cell, (rounds, config.seed), str(device), executor, failed_outcome,
                           on_epoch if local else None)  # fmt: skip
         for outcome in cells:
-            record = variant_record(outcome)
-            keep = None if outcome.result is None else (lambda path, r=outcome.result: r.save_best(path, **context))
-            run.save(outcome.job.identity, record, keep)
-            finished[outcome.job.identity] = record
             if on_epoch is not None and not local:
                 on_epoch(outcome.job.config.epochs * config.rounds)
-            if on_done is not None:
-                on_done(record)
-    except KeyboardInterrupt:
-        interrupted = True
+            yield outcome.job.identity, variant_record(outcome), outcome.result
+
+    interrupted = run.keep_all(finished_cells(), finished, context, on_done)
     records = [finished[job.identity] for job in jobs if job.identity in finished]
     document = results_document(config, records, context["environment"], source.describe())
+    finish_run(run, document, records, config.preset, command)
+    return Study(document, interrupted or len(records) < len(jobs))
+
+
+def finish_run(
+    run: RunFolder,
+    document: dict,
+    records: list[dict],
+    preset: str | None,
+    command: str,
+    identity: Callable[[dict], str] = record_identity,
+) -> None:
+    """A bench's or tune's files from its finished cells: best.pt (the checkpoint of the best validation accuracy;
+    ``identity`` names a record's cell), the preset's reproduction.json, and results.json, results.csv, summary.md
+    and the plots."""
     best = best_record(records)
     if best is not None:
-        checkpoint = run.copy_checkpoint(record_identity(best), folder / "best.pt")
+        checkpoint = run.copy_checkpoint(identity(best), run.folder / "best.pt")
         document["best"] = {**{k: v for k, v in best.items() if k != "rounds"}, "checkpoint": checkpoint.name}
-    if config.preset:
-        document["reproduction"] = reproduction(config.preset, records, command)
-        write_json(folder / "reproduction.json", document["reproduction"])
-    write_results(folder, document)
-    return Study(document, interrupted or len(records) < len(jobs))
+    if preset:
+        document["reproduction"] = reproduction(preset, records, command)
+        write_json(run.folder / "reproduction.json", document["reproduction"])
+    write_results(run.folder, document)
 
 
 def read_baseline(path: Path) -> dict:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from .errors import DigitcmpError
 from .files import atomic_write, write_json
@@ -59,6 +61,27 @@ class RunFolder:
         if save_checkpoint is not None:
             save_checkpoint(self.cells / f"{identity}.pt")
         write_json(self.cells / f"{identity}.json", record)
+
+    def keep_all(
+        self,
+        cells: Iterable[tuple[str, dict, Any]],
+        finished: dict[str, dict],
+        context: dict,
+        on_done: Callable[[dict], None] | None = None,
+    ) -> bool:
+        """Save each ``(identity, record, result)`` as it arrives (the result's best round as the cell's checkpoint,
+        when it trained) and add the record to ``finished``. Returns True when Ctrl-C stopped the stream: what was
+        saved before stays saved."""
+        try:
+            for identity, record, result in cells:
+                keep = None if result is None else (lambda path, r=result: r.save_best(path, **context))
+                self.save(identity, record, keep)
+                finished[identity] = record
+                if on_done is not None:
+                    on_done(record)
+        except KeyboardInterrupt:
+            return True
+        return False
 
     def copy_checkpoint(self, identity: str, path: Path) -> Path:
         """A finished cell's checkpoint as ``path`` (best.pt), written atomically."""

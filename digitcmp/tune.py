@@ -17,16 +17,14 @@ from pathlib import Path
 
 import torch
 
-from .bench import BenchConfig, Job, Outcome, best_record, expand, reproduction, variant_record
+from .bench import BenchConfig, Job, Outcome, expand, finish_run, variant_record
 from .config import TrainConfig
 from .data import DigitSource, RoundData, draw_rounds, draw_tuning_rounds
 from .errors import DigitcmpError
 from .executor import ExecutorConfig, node_name, run_cells
-from .files import write_json
 from .presets import PresetCell, get_preset
-from .report import write_results
 from .runs import RunFolder, cell_id
-from .train import environment, train_variant
+from .train import RunResult, environment, train_variant
 from .variant import TECHNIQUES, technique
 
 SCHEMA_VERSION = 1
@@ -286,30 +284,17 @@ def run_and_save(
     context = {"seed": config.seed, "data": source.describe(), "environment": environment(str(device))}
     if on_epoch is not None:  # the resumed cells' share of the progress
         on_epoch(sum(cell_epochs(config, spec) for spec, i in zip(specs, identities, strict=True) if i in finished))
-    interrupted = False
-    try:
+
+    def finished_cells() -> Iterator[tuple[str, dict, RunResult | None]]:
         for cell in run_tune(config, source, device, on_epoch, executor, frozenset(finished)):
-            record = cell_record(cell)
-            result = cell.outcome.result if cell.outcome else None
-            keep = None if result is None else (lambda path, r=result: r.save_best(path, **context))
-            run.save(cell.identity, record, keep)
-            finished[cell.identity] = record
             if on_epoch is not None and executor.kind != "local":
                 on_epoch(cell_epochs(config, cell.spec))
-            if on_done is not None:
-                on_done(record)
-    except KeyboardInterrupt:
-        interrupted = True
+            yield cell.identity, cell_record(cell), cell.outcome.result if cell.outcome else None
+
+    interrupted = run.keep_all(finished_cells(), finished, context, on_done)
     records = [finished[i] for i in identities if i in finished]
     document = tune_document(config, records, context["environment"], source.describe())
-    best = best_record(records)
-    if best is not None:
-        document["best"] = {**{k: v for k, v in best.items() if k != "rounds"},
-                            "checkpoint": run.copy_checkpoint(best["id"], folder / "best.pt").name}  # fmt: skip
-    if config.preset:
-        document["reproduction"] = reproduction(config.preset, records, command)
-        write_json(folder / "reproduction.json", document["reproduction"])
-    write_results(folder, document)
+    finish_run(run, document, records, config.preset, command, identity=lambda record: record["id"])
     return TuneRun(document, interrupted or len(records) < len(specs))
 
 
