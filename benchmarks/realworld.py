@@ -7,7 +7,7 @@ of a seeded shuffle, so every image is a first and a second digit once).
 
     python benchmarks/realworld.py FOLDER                          # the shipped model
     python benchmarks/realworld.py FOLDER --model models/mine.onnx --json
-    python benchmarks/realworld.py FOLDER --sheet docs/predict-sheet.png   # inputs beside the digits the model saw
+    python benchmarks/realworld.py FOLDER --sheet sheet.png   # inputs beside the digits the model saw
 """
 
 from __future__ import annotations
