@@ -50,6 +50,7 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
     for index, (row, _) in enumerate(prepared):
         by_style[row["style"]].append(index)
     reads: dict[int, int] = {}
+    flagged: dict[int, bool] = {}  # the read was reported as unsure (below predict's SURE probability)
     pair_hits: dict[int, bool] = {}
     rng = random.Random(seed)
     for indices in by_style.values():
@@ -62,17 +63,25 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
             truth = prepared[a][0]["digit"] <= prepared[b][0]["digit"]
             pair_hits[a] = prediction.first_le_second == truth
             reads[a], reads[b] = prediction.digits
+            flagged[a], flagged[b] = (prediction.read(which)["unsure"] for which in (0, 1))
     groups: dict[str, dict[str, list[int]]] = {"style": defaultdict(list), "source": defaultdict(list)}
     for index, (row, _) in enumerate(prepared):
         groups["style"][row["style"]].append(index)
         groups["source"][f"{row['style']}/{row['source']}"].append(index)
     figures: dict = {"images": len(rows), "refused": sum(d is None for _, d in prepared),
                      "median_ms_per_image": round(1000 * statistics.median(seconds), 1)}  # fmt: skip
+    right = {i: reads.get(i) == row["digit"] for i, (row, _) in enumerate(prepared)}
+    for name, unsure in (("sure", False), ("unsure", True)):
+        indices = [i for i in flagged if flagged[i] == unsure]
+        figures[f"{name}_reads"] = {
+            "images": len(indices),
+            "digit_accuracy": round(float(np.mean([right[i] for i in indices])), 4) if indices else None,
+        }
     for kind, members in groups.items():
         figures[kind] = {
             name: {
                 "images": len(indices),
-                "digit_accuracy": round(float(np.mean([reads.get(i) == prepared[i][0]["digit"] for i in indices])), 4),
+                "digit_accuracy": round(float(np.mean([right[i] for i in indices])), 4),
                 "pair_accuracy": round(float(np.mean([pair_hits.get(i, False) for i in indices])), 4),
             }
             for name, indices in sorted(members.items())
@@ -115,6 +124,10 @@ def main() -> None:
         return
     each = figures["median_ms_per_image"]
     print(f"{figures['images']} images, {figures['refused']} refused, {each} ms each to prepare (median)")
+    for name in ("sure", "unsure"):
+        f = figures[f"{name}_reads"]
+        accuracy = "—" if f["digit_accuracy"] is None else f"{100 * f['digit_accuracy']:.1f}%"
+        print(f"reads reported as {name}: {f['images']}, {accuracy} of them right")
     for kind in ("style", "source"):
         print(f"{kind:28} {'images':>7} {'digits':>8} {'pairs':>8}")
         for name, f in figures[kind].items():

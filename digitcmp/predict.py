@@ -148,7 +148,7 @@ def load_model(path: Path | None = None) -> Model:
 
 
 # A digit read below this probability, or a comparison answered below it, is reported as unsure (with the
-# runner-up digit) rather than stated as fact (docs/predict.md gives the measured error rates on either side).
+# runner-up digit) rather than stated as fact (docs/predict.md gives the measured accuracy on either side).
 SURE = 0.8
 
 
