@@ -28,6 +28,11 @@ from .train import RunResult, environment, train_variant
 from .variant import Variant, create_variant
 
 SCHEMA_VERSION = 1
+# --quick: the study's grid for 3 rounds, each architecture trained for the fewest epochs after which its row ranks
+# the techniques as the full study does (auxiliary loss above none, weight sharing not below none), measured on
+# 2 CPU cores (docs/bench.md): the fully connected towers and lenet keep the full 25, conv6 needs 10, vgg4 3.
+QUICK_ROUNDS = 3
+QUICK_EPOCHS = {"shallow-fc": 25, "deep-fc": 25, "lenet": 25, "conv6": 10, "vgg4": 3}
 # What identifies a grid cell in results files, baselines and comparisons: the variant and the training axes.
 TRAINING_AXES = ("lr", "batch_size", "weight_decay")
 KEY_FIELDS = (*(f.name for f in fields(Variant)), *TRAINING_AXES)
@@ -56,6 +61,7 @@ class BenchConfig:
     seed: int = 0
     variant_options: dict = field(default_factory=dict)  # create_variant options for every cell (head, tta, ...)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields set for every architecture (e.g. epochs)
+    arch_overrides: dict = field(default_factory=dict)  # architecture → TrainConfig fields for its cells (--quick)
     preset: str | None = None  # a report's cells instead of the grid (digitcmp.presets)
 
 
@@ -111,7 +117,8 @@ def expand(config: BenchConfig) -> list[Job]:
         structured = (config.variant_options.get("head") or spec.head) == "structured"
         inapplicable = {"channels": not spec.channels, "head_width": structured}
         towers = [(name, (None,) if inapplicable.get(name) else values) for name, values in config.tower_axes.items()]
-        base = TrainConfig.for_arch(arch, **{**config.overrides, "val_fraction": config.val_fraction})
+        own = config.arch_overrides.get(arch, {})
+        base = TrainConfig.for_arch(arch, **{**config.overrides, **own, "val_fraction": config.val_fraction})
         for *tower, lr, batch, decay, ws, aux in itertools.product(
             *(values for _, values in towers),
             config.lrs or (base.lr,),

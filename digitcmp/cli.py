@@ -541,10 +541,6 @@ def train(
     log.print(f"next: digitcmp export {run.checkpoint}")
 
 
-# --quick: chosen by measurement so that its table ranks the techniques as the full study does (auxiliary loss
-# above none for every architecture, weight sharing not below none): docs/bench.md.
-QUICK_ROUNDS, QUICK_EPOCHS = 3, 15
-
 EPILOG_BENCH = examples(
     "digitcmp bench --quick",
     "digitcmp bench --data-dir ~/data/mnist --out runs/study",
@@ -569,7 +565,8 @@ def bench(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="The study's ranking in a quarter of its time: every variant, 3 rounds of 15 epochs.",
+        help="The study's ranking in minutes: every variant, 3 rounds, each architecture for the fewest epochs that "
+        "rank its techniques as the full study does.",
     ),
     seed: int = SeedOption,
     device: Device = DeviceOption,
@@ -649,7 +646,7 @@ def bench(
 ) -> None:
     """Run every variant (architecture × weight sharing × auxiliary loss) over the same rounds and compare them."""
     require_training("bench")
-    from .bench import BenchConfig, compare, expand, read_baseline, run_study
+    from .bench import QUICK_EPOCHS, QUICK_ROUNDS, BenchConfig, compare, expand, read_baseline, run_study
     from .data import load_source
     from .executor import ExecutorConfig
     from .report import (
@@ -677,8 +674,9 @@ def bench(
         preset=preset,
         seed=seed,
         variant_options={"head": value(head), "tta": tta, "tta_warps": tta_warps, "ensemble": ensemble},
+        arch_overrides={a: {"epochs": n} for a, n in QUICK_EPOCHS.items()} if quick and not epochs else {},
         overrides=training_overrides(
-            epochs or (QUICK_EPOCHS if quick else None),
+            epochs,
             optimizer,
             schedule,
             label_smoothing,

@@ -334,7 +334,7 @@ def train_variant(
         started = time.perf_counter()
         model, curves = train_members(variant, chunk, config, device, seed, on_epoch)
         train, val, test = stack_rounds(chunk, device)
-        fit_acc = evaluate(model, train)[0]
+        fit_acc = evaluate(model, train, tta=False)[0]  # how well it fits: test-time views would double vgg4's cost
         val_acc = evaluate(model, val)[0] if val is not None else None
         test_acc, digit_acc = evaluate(model, test)
         if device.type == "cuda":

@@ -16,6 +16,7 @@ from digitcmp.bench import BenchConfig, Job, Outcome, best_record, compare, expa
 from digitcmp.cli import app
 from digitcmp.config import TrainConfig
 from digitcmp.data import load_source
+from digitcmp.errors import DigitcmpError
 from digitcmp.model.checkpoint import load_checkpoint
 from digitcmp.report import compare_table
 from digitcmp.train import RoundResult, RunResult
@@ -255,3 +256,19 @@ def test_bench_json_prints_the_results_document(bench_run):
     result = bench(*SMALL, "--out", str(out / "again"), "--json", "-q")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["variants"] == json.loads((out / "again" / "results.json").read_text())["variants"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [((), bench_module.QUICK_EPOCHS), (("--epochs", "2"), None)])
+def test_quick_trains_each_architecture_for_its_own_epochs_unless_epochs_given(monkeypatch, tmp_path, args, expected):
+    seen = {}
+
+    def fake_study(config, *rest):
+        seen.update({job.variant.arch: job.config.epochs for job in expand(config)})
+        seen["rounds"] = config.rounds
+        raise DigitcmpError("stopped by the test")
+
+    monkeypatch.setattr(bench_module, "run_study", fake_study)
+    assert_one_line_error(bench("--quick", *args, "--out", str(tmp_path / "run")), 2, "stopped by the test")
+    rounds = seen.pop("rounds")
+    assert rounds == bench_module.QUICK_ROUNDS and set(seen) == set(bench_module.QUICK_EPOCHS)
+    assert seen == (expected or dict.fromkeys(seen, 2))
