@@ -320,8 +320,8 @@ AddressOption = typer.Option(
     None, "--address", envvar="RAY_ADDRESS", help="A Ray cluster to join (ray).",
     show_default="a local cluster, started and stopped", rich_help_panel=SCALE,
 )  # fmt: skip
-CpusOption = typer.Option(1, "--cpus-per-cell", min=1, help="CPU threads each Ray cell declares and uses.",
-                          rich_help_panel=SCALE)  # fmt: skip
+CpusOption = typer.Option(None, "--cpus-per-cell", min=1, help="CPU threads each Ray cell declares and uses.",
+                          show_default="as a local run's torch threads", rich_help_panel=SCALE)  # fmt: skip
 GpusOption = typer.Option(0.25, "--gpus-per-cell", min=0.0, max=1.0, help="Share of a GPU each Ray cell declares.",
                           rich_help_panel=SCALE)  # fmt: skip
 RetriesOption = typer.Option(2, "--retries", min=0, help="Times a Ray cell runs again when its worker is lost.",
@@ -576,7 +576,7 @@ def bench(
     quiet: bool = QuietOption,
     executor: Executor = ExecutorOption,
     address: str = AddressOption,
-    cpus_per_cell: int = CpusOption,
+    cpus_per_cell: int | None = CpusOption,
     gpus_per_cell: float = GpusOption,
     retries: int = RetriesOption,
     resume: Path = ResumeOption,
@@ -882,7 +882,7 @@ def tune(
     quiet: bool = QuietOption,
     executor: Executor = ExecutorOption,
     address: str = AddressOption,
-    cpus_per_cell: int = CpusOption,
+    cpus_per_cell: int | None = CpusOption,
     gpus_per_cell: float = GpusOption,
     retries: int = RetriesOption,
     resume: Path = ResumeOption,

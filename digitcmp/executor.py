@@ -29,7 +29,7 @@ class ExecutorConfig:
 
     kind: str = "local"
     address: str | None = None  # a Ray cluster to join (else RAY_ADDRESS, else one started here and stopped after)
-    cpus_per_cell: int = 1  # Ray: CPU threads a cell declares and trains with
+    cpus_per_cell: int | None = None  # Ray: CPU threads a cell declares and trains with (None: this process's)
     gpus_per_cell: float = 0.25  # Ray with CUDA: the share of a GPU a cell declares, so that small cells share one
     retries: int = 2  # Ray: times a cell runs again when its worker process or node is lost
 
@@ -76,10 +76,11 @@ def run_on_ray(
         options = {} if address else {"num_cpus": os.cpu_count(), "include_dashboard": False}
         ray.init(address=address, log_to_driver=False, configure_logging=False, **options)
     try:
+        threads = cell_threads(config.cpus_per_cell, ray.nodes())
         gpus = config.gpus_per_cell if device.startswith("cuda") else 0
-        task = ray.remote(num_cpus=config.cpus_per_cell, num_gpus=gpus, max_retries=config.retries)(ray_cell)
+        task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=config.retries)(ray_cell)
         shared_ref = ray.put(shared)  # the rounds' pairs travel to the object store once, not with every cell
-        pending = {task.remote(work, unit, shared_ref, device, config.cpus_per_cell): unit for unit in units}
+        pending = {task.remote(work, unit, shared_ref, device, threads): unit for unit in units}
         try:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
@@ -95,6 +96,23 @@ def run_on_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def cell_threads(asked: int | None, nodes: list[dict]) -> int:
+    """The CPU threads each cell declares: those asked for, else as many as a local run trains with (convolution
+    and batch-norm kernels sum in an order that depends on the thread count, so only then are the per-round
+    results exactly a local run's), at most what the cluster's largest node has, so that every cell can run."""
+    import torch
+
+    largest = int(max((node["Resources"].get("CPU", 0) for node in nodes if node.get("Alive")), default=0))
+    if asked is None:
+        return max(1, min(torch.get_num_threads(), largest))
+    if asked > largest:
+        raise DigitcmpError(
+            f"--cpus-per-cell {asked}: no node of the Ray cluster has {asked} CPUs (the largest has {largest}); "
+            f"give --cpus-per-cell {max(1, largest)} or less"
+        )
+    return asked
 
 
 def node_name() -> str:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from digitcmp.bench import BenchConfig, Job, bench_cell, expand, failed_outcome, run_study
 from digitcmp.cli import app
 from digitcmp.data import draw_rounds, load_source
+from digitcmp.errors import DigitcmpError
 from digitcmp.executor import ExecutorConfig, run_cells
 
 ray = pytest.importorskip("ray")
@@ -50,7 +51,10 @@ def test_a_two_node_cluster_spreads_the_cells_over_both_nodes(local_run, tmp_pat
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     try:
-        executor = ExecutorConfig("ray", address=cluster.address)
+        too_many = ExecutorConfig("ray", address=cluster.address, cpus_per_cell=2)
+        with pytest.raises(DigitcmpError, match="no node of the Ray cluster has 2 CPUs"):
+            run_study(GRID, load_source(None), CPU, tmp_path / "refused", executor=too_many)
+        executor = ExecutorConfig("ray", address=cluster.address)  # cells take 1 thread: the largest node's CPUs
         document = run_study(GRID, load_source(None), CPU, tmp_path, executor=executor).document
     finally:
         ray.shutdown()
