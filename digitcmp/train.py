@@ -239,7 +239,8 @@ def train_members(
     member's per-epoch curves (training loss and error averaged over an ensemble's networks).
 
     Every random draw of round r's networks (initial parameters, batch order, augmentation, dropout masks) comes
-    from generators of (seed, r) alone (digitcmp.rng), so a round trains the same in any grouping."""
+    from generators of (seed, r) alone (digitcmp.rng), so a round trains the same in any grouping, up to float
+    rounding (convolution kernels round differently for different numbers of networks)."""
     config = config.fitted(variant)
     keep_freed_memory()
     train, val, test = stack_rounds(rounds, device)
@@ -321,7 +322,8 @@ def train_variant(
     on_epoch: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Train and evaluate one variant on every round's data, in chunks of rounds trained together; each round's
-    randomness comes from (seed, its index), so the chunking changes the speed, not the results."""
+    randomness comes from (seed, its index), so the chunking changes the speed, and the results only by float
+    rounding."""
     config = config.fitted(variant).check()
     together = config.rounds_together or (
         len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)
