@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitcmp.ink import NoDigit, stroke_width
+from digitcmp.ink import NoDigit, digit_components, remove_lines, stroke_width
 from digitcmp.preprocess import picture_digit
 
 SIZE = 240
@@ -121,3 +121,49 @@ def test_a_picture_without_a_digit_is_refused(blank):
     }[blank]()
     with pytest.raises(NoDigit):
         prepared(image)
+
+
+def ruled(ink: np.ndarray, colour: float = 0.8, faded: int = 0) -> np.ndarray:
+    """Ink with ruled lines every 40 pixels (clear of the 7's bar), each stopping ``faded`` pixels short of the
+    left border."""
+    lined = ink.copy()
+    for y in range(40, SIZE, 40):
+        cv2.line(lined, (faded, y), (SIZE - 1, y), colour, 2)
+    return lined
+
+
+def test_ruled_lines_that_fade_before_the_border_are_dropped(reference):
+    digit = prepared(paper(ruled(strokes(SEVEN, 8), faded=40), texture=0.02))
+    assert overlap(digit, reference) > 0.6
+    assert digit[:, :4].max() < 40 and digit[:, -4:].max() < 40  # no piece of a line beside the digit
+
+
+def test_ruled_lines_across_a_stroke_go_and_the_stroke_stays_whole():
+    one = strokes([np.array([[120, 30], [120, 210]], np.int32)], 8)  # a 1 crossed by the lines at 40, 80, …
+    digit = prepared(paper(ruled(one, colour=1.0)))
+    assert cv2.connectedComponents((digit > 76).astype(np.uint8))[0] - 1 == 1  # one stroke, no gaps
+    columns = np.flatnonzero(digit.max(axis=0) > 76)
+    assert columns[-1] - columns[0] < 8  # and no line left across it
+
+
+def test_a_long_stroke_of_a_tightly_cropped_digit_is_not_taken_for_a_line():
+    one = np.zeros((64, 36), bool)
+    one[:, 15:19] = True  # a scanned 1 cropped to its stroke: it runs from border to border,
+    one[25:40, 14] = one[28:38, 19] = True  # with ragged edges along its middle
+    four = np.zeros((64, 64), bool)
+    four[:, 44:50] = True  # a 4's stem from border to border
+    four[38:44, 0:50] = True  # and its bar, three quarters of the width
+    cv2.line(four.view(np.uint8), (4, 0), (0, 40), 1, 6)
+    for digit in (one, four):
+        assert (remove_lines(digit) == digit).all()
+    page = np.zeros((160, 160), bool)
+    page[48:112, 48:112] = four  # the same 4 on a page, with two ruled lines across it: several lines go
+    page[[30, 31, 130, 131], :] = True
+    assert not remove_lines(page)[[30, 31, 130, 131]].any() and (remove_lines(page)[48:112, 48:112] == four).all()
+
+
+def test_specks_alone_are_no_digit():
+    specks = np.zeros((64, 64), bool)
+    specks[10, 10] = specks[30, 40:42] = specks[50, 20] = True  # pieces of one and two pixels
+    digit, dropped = digit_components(specks)
+    assert not digit.any() and dropped == 3
