@@ -167,3 +167,11 @@ def test_specks_alone_are_no_digit():
     specks[10, 10] = specks[30, 40:42] = specks[50, 20] = True  # pieces of one and two pixels
     digit, dropped = digit_components(specks)
     assert not digit.any() and dropped == 3
+
+
+def test_a_lone_margin_line_beside_the_digit_is_dropped(reference):
+    ink = strokes(SEVEN, 8)
+    cv2.line(ink, (30, 0), (30, SIZE - 1), 1.0, 4)  # a notebook's margin line, as dark as the ink
+    digit = prepared(paper(ink, texture=0.02))
+    assert overlap(digit, reference) > 0.6
+    assert overlap(digit, prepared(paper(strokes(SEVEN, 8), texture=0.02))) > 0.9
