@@ -1,6 +1,6 @@
 """How much of the model's accuracy survives the trip through paper: MNIST test digits rendered as photo-like
-JPEGs (pen, pencil, marker, chalk; shading, grain, blur, coloured and ruled paper), read by `digitcmp predict`'s own
-preparation, against the same digits given to the model as MNIST's clean 28×28 images.
+JPEGs (pen, pencil, marker, chalk; shading, grain, blur, coloured and ruled paper, a form's box), read by
+`digitcmp predict`'s own preparation, against the same digits given to the model as MNIST's clean 28×28 images.
 
 Real photos of other people's handwriting (benchmarks/realworld.py) mix two things: how well the picture is turned
 into an MNIST-like digit, and how the writer's style differs from MNIST's. Here the writing is MNIST's own, so any
@@ -43,6 +43,7 @@ class Condition:
     grain: float = 0.0  # paper texture, std of smoothed noise
     blur: float = 0.0  # camera blur, Gaussian sigma in pixels
     ruled: tuple[float, float, float] | None = None  # colour of ruled lines across the sheet, if any
+    box: bool = False  # a form's printed box around the digit, in the ink's colour, 0-12 pixels inside the edges
 
 
 CONDITIONS = {
@@ -53,6 +54,7 @@ CONDITIONS = {
     "blue ink on yellow paper": Condition("mnist", (0.95, 0.88, 0.45), (0.1, 0.2, 0.75), 0.2, 0.03, 0.8),
     "chalk on a board": Condition("mnist", (0.12, 0.14, 0.12), (0.9, 0.9, 0.85), 0.2, 0.05, 1.0),
     "ruled paper": Condition("pen", (0.95, 0.95, 0.93), (0.1, 0.1, 0.3), 0.2, 0.02, 0.8, (0.55, 0.7, 0.95)),
+    "form cell (boxed, scanned)": Condition("mnist", (0.97, 0.97, 0.97), (0.1, 0.1, 0.1), blur=0.7, box=True),
 }
 
 
@@ -77,6 +79,9 @@ def photograph(digit: np.ndarray, condition: Condition, rng: np.random.Generator
     top = (SHEET - height) // 2 + int(rng.integers(-(SHEET - height) // 4, (SHEET - height) // 4 + 1))
     left = (SHEET - width) // 2 + int(rng.integers(-(SHEET - width) // 4, (SHEET - width) // 4 + 1))
     sheet[top : top + height, left : left + width] = ink
+    if condition.box:  # inset 0: the scan was cropped along the box's lines
+        inset = int(rng.integers(0, 13))
+        cv2.rectangle(sheet, (inset, inset), (SHEET - 1 - inset, SHEET - 1 - inset), 1.0, int(rng.integers(2, 5)))
     across = np.linspace(0, 1, SHEET)[None, :] * np.linspace(0.6, 1, SHEET)[:, None]
     light = 1.0 - condition.shading * (across if rng.random() < 0.5 else across[:, ::-1])
     if condition.grain:

@@ -50,14 +50,23 @@ def reduce(gray: np.ndarray) -> np.ndarray:
 
 
 def ink_map(rgb: np.ndarray) -> np.ndarray:
-    """How far each pixel's colour is from the paper's (the median colour of the border), in [0, 1].
+    """How far each pixel's colour is from the paper's, in [0, 1].
 
     Colour distance rather than brightness: dark ink on light paper, light ink on dark paper, and blue ink on
-    yellow paper all come out as bright ink on black."""
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    paper = np.median(border, axis=0)
-    distance = np.sqrt(((rgb - paper) ** 2).sum(axis=-1) / rgb.shape[-1])
-    return distance.astype(np.float32)
+    yellow paper all come out as bright ink on black. The paper's colour is the median of the outermost pixels,
+    or of a frame a tenth of the picture wide where that leaves less than half as much ink: the outermost pixels
+    of a form cell cropped along its box are the box's."""
+    height, width = rgb.shape[:2]
+    inner = np.zeros((height, width), bool)
+    inner[1:-1, 1:-1] = True
+    frame = np.ones((height, width), bool)
+    frame[height // 10 : height - height // 10, width // 10 : width - width // 10] = False
+    maps = []
+    for edge in (~inner, frame):
+        paper = np.median(rgb[edge] if edge.any() else rgb.reshape(-1, rgb.shape[-1]), axis=0)
+        maps.append(np.sqrt(((rgb - paper) ** 2).sum(axis=-1) / rgb.shape[-1]).astype(np.float32))
+    border, framed = maps
+    return framed if framed.mean() < 0.5 * border.mean() else border
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -70,8 +79,9 @@ def stroke_width(mask: np.ndarray) -> float:
 
 def flatten(ink: np.ndarray) -> np.ndarray:
     """Remove shading and uneven illumination: a white top-hat (the map minus its morphological opening) with a
-    structuring element three times wider than the strokes, so strokes stay and smooth background goes."""
-    mask = otsu(ink)
+    structuring element three times wider than the strokes, so strokes stay and smooth background goes. The
+    strokes are measured without ruled lines or a form's box, which are thinner than most pens' strokes."""
+    mask = remove_lines(otsu(ink))
     width = stroke_width(mask) if mask.any() else 3.0
     size = int(min(3 * width + 3, min(ink.shape) // 2)) | 1
     if size < 3:
@@ -95,13 +105,14 @@ def robust_std(values: np.ndarray) -> float:
 
 
 def line_runs(mask: np.ndarray, horizontal: bool) -> np.ndarray:
-    """The ruled or grid lines of one direction: straight runs across at least three quarters of the picture (a
-    morphological opening with a line that long), where there are two or more of them. A digit has at most one
-    bar that long (in a tight crop, a 1, the stem of a 4, the bar of a 7), while a photo of ruled or squared paper
-    shows several parallel lines; the runs need not reach the borders, since shading often fades a line before
-    the edge."""
+    """The ruled or grid lines (or a form cell's box) of one direction: thin straight runs across at least three
+    quarters of the picture (a morphological opening with a line that long, at most 3 pixels or 5% of the picture
+    thick), where there are two or more of them. A digit has at most one bar that long, and a bold one (in a tight
+    crop: a 1, the stem of a 4, the bar of a 5 or 7), while ruled and squared paper show several thin parallel
+    lines. The runs need not reach the borders, since shading often fades a line before the edge."""
     height, width = mask.shape
-    length = int(0.75 * (width if horizontal else height)) | 1  # odd: the opening gives back whole runs
+    side, across = (width, height) if horizontal else (height, width)
+    length = int(0.75 * side) | 1  # odd: the opening gives back whole runs
     if length < 2:
         return np.zeros_like(mask)
     kernel = np.ones((1, length) if horizontal else (length, 1), np.uint8)
@@ -110,33 +121,37 @@ def line_runs(mask: np.ndarray, horizontal: bool) -> np.ndarray:
     runs = cv2.morphologyEx(
         mask.astype(np.uint8), cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
     )
-    count = cv2.connectedComponents(runs, connectivity=8)[0] - 1
-    return runs.astype(bool) if count >= 2 else np.zeros_like(mask)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+    thickness = stats[1:, cv2.CC_STAT_HEIGHT if horizontal else cv2.CC_STAT_WIDTH]
+    thin = 1 + np.flatnonzero(thickness <= max(3, 0.05 * across))
+    return np.isin(labels, thin) if len(thin) >= 2 else np.zeros_like(mask)
 
 
 def remove_lines(mask: np.ndarray) -> np.ndarray:
-    """Drop ruled and grid lines (``line_runs``) where they run on past the digit's body (the largest piece left)
-    on both sides, as ruled lines do. A line goes with the pixel on either side of it (its faded edges); where it
-    crossed a stroke, the stroke keeps a gap that thin, which mostly vanishes as the digit shrinks to MNIST's
-    20×20 box."""
-    height, width = mask.shape
+    """Drop ruled and grid lines and the box of a form cell (``line_runs``, both directions at once) where they
+    run on past the digit's body (the largest piece left) on both sides, as such lines do. A line goes with the
+    pixel on either side of it (its faded edges); where it crossed a stroke, the stroke keeps a gap that thin,
+    which mostly vanishes as the digit shrinks to MNIST's 20×20 box."""
+    bands: dict[bool, tuple[np.ndarray, np.ndarray]] = {}  # direction → (its lines, the lines' pixels to drop)
     for horizontal in (True, False):
-        lines = line_runs(mask, horizontal)
-        if not lines.any():
-            continue
-        across = (3, 1) if horizontal else (1, 3)  # numpy shape: rows × columns
-        band = cv2.dilate(lines.astype(np.uint8), np.ones(across, np.uint8)).astype(bool) & mask
-        rest = mask & ~band
-        if not rest.any():
-            continue
-        stats = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)[2]
-        body = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # the largest piece left: the digit's body
-        start = stats[body, cv2.CC_STAT_LEFT if horizontal else cv2.CC_STAT_TOP]
-        size = stats[body, cv2.CC_STAT_WIDTH if horizontal else cv2.CC_STAT_HEIGHT]
-        side = width if horizontal else height
-        if min(start, side - start - size) > 0.15 * side:  # the lines run on past the digit on both sides
-            mask = rest
-    return mask
+        found = line_runs(mask, horizontal)
+        if found.any():
+            either_side = np.ones((3, 1) if horizontal else (1, 3), np.uint8)
+            bands[horizontal] = found, cv2.dilate(found.astype(np.uint8), either_side).astype(bool) & mask
+    if not bands:
+        return mask
+    rest = mask & ~np.logical_or.reduce([band for _, band in bands.values()])
+    if not rest.any():
+        return mask
+    stats = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)[2]
+    x, y, w, h = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))][:4]  # the digit's body
+    kept = mask
+    for horizontal, (found, band) in bands.items():
+        along = np.flatnonzero(found.any(axis=0 if horizontal else 1))  # where the lines run
+        start, end, side = (x, x + w, mask.shape[1]) if horizontal else (y, y + h, mask.shape[0])
+        if along[0] < start - 0.05 * side and along[-1] >= end + 0.05 * side:  # past the digit on both sides
+            kept = kept & ~band
+    return kept
 
 
 def digit_components(mask: np.ndarray) -> tuple[np.ndarray, int]:

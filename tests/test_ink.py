@@ -175,3 +175,13 @@ def test_a_lone_margin_line_beside_the_digit_is_dropped(reference):
     digit = prepared(paper(ink, texture=0.02))
     assert overlap(digit, reference) > 0.6
     assert overlap(digit, prepared(paper(strokes(SEVEN, 8), texture=0.02))) > 0.9
+
+
+@pytest.mark.parametrize("inset", [10, 2, 0], ids=["box inside", "box near the edge", "cropped on the box"])
+@pytest.mark.parametrize("stroke", [8, CLEAN_STROKE], ids=["pen", "bold"])
+def test_a_form_cells_box_is_dropped(reference, inset, stroke):
+    ink = strokes(SEVEN, stroke)
+    cv2.rectangle(ink, (inset, inset), (SIZE - 1 - inset, SIZE - 1 - inset), 1.0, 3)  # the form's printed box
+    digit = prepared(paper(ink, paper_rgb=(0.97, 0.97, 0.97)))
+    assert overlap(digit, reference) > 0.6
+    assert overlap(digit, prepared(paper(strokes(SEVEN, stroke), paper_rgb=(0.97, 0.97, 0.97)))) > 0.9
