@@ -159,12 +159,11 @@ def digit_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     touching the border away from the digit (a neighbouring digit)."""
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     height, width = mask.shape
-    parts = list(range(1, count))
-    if not parts:
-        return np.zeros_like(mask), 0
     areas = stats[:, cv2.CC_STAT_AREA]
-    largest = max(areas[p] for p in parts)
-    parts = [p for p in parts if areas[p] >= max(3, 0.03 * largest)]  # specks
+    largest = areas[1:].max(initial=0)
+    parts = [p for p in range(1, count) if areas[p] >= max(3, 0.03 * largest)]  # specks
+    if not parts:  # no ink, or only specks
+        return np.zeros_like(mask), count - 1
 
     def box(p: int) -> tuple[int, int, int, int]:
         x, y, w, h = (int(v) for v in stats[p, :4])
@@ -180,8 +179,6 @@ def digit_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     def score(p: int) -> float:  # large and near the middle, where people put the digit they photograph
         return areas[p] * (1.5 - np.linalg.norm(centroids[p] - centre) / diagonal)
 
-    if not parts:
-        return np.zeros_like(mask), count - 1
     main = max(parts, key=score)
     group = list(box(main))
     chosen = {main}
