@@ -24,10 +24,10 @@ from .files import write_json
 from .presets import PresetCell, get_preset, within
 from .report import write_results
 from .runs import RunFolder, cell_id
+from .schema import SCHEMA_VERSION
 from .train import RunResult, environment, train_variant
 from .variant import Variant, create_variant
 
-SCHEMA_VERSION = 1
 # --quick: the study's grid for 3 rounds, each architecture trained for the fewest epochs after which its row ranks
 # the techniques as the full study does (auxiliary loss above none, weight sharing not below none), measured on
 # 2 CPU cores (docs/bench.md): the fully connected towers and lenet keep the full 25, conv6 needs 10, vgg4 3.
@@ -197,6 +197,7 @@ def results_document(config: BenchConfig, records: list[dict], environment: dict
     settings = asdict(config)
     return {
         "schema_version": SCHEMA_VERSION,
+        "kind": "bench",
         "digitcmp_version": environment["digitcmp_version"],
         "created": environment["created"],
         "device": environment["device"],

@@ -23,6 +23,7 @@ from .errors import DigitcmpError, TooLarge
 from .files import atomic_write
 from .ink import WORK_SIDE, NoDigit
 from .preprocess import MAX_FILE_BYTES, MAX_PIXELS, picture_digit, pool_digits, prepared_array
+from .schema import problems
 
 BATCH = 256
 
@@ -140,6 +141,11 @@ def load_model(path: Path | None = None) -> Model:
         metadata = json.loads(raw)
     except json.JSONDecodeError:
         raise DigitcmpError(f"model {path} has damaged digitcmp metadata; export it again") from None
+    broken = problems(metadata, "onnx-metadata")
+    if broken:
+        raise DigitcmpError(
+            f"model {path} has digitcmp metadata that breaks its contract ({broken[0]}); export it again"
+        )
     inputs, outputs = session.get_inputs(), session.get_outputs()
     problem = describe_violation([list(i.shape) for i in inputs], [o.name for o in outputs])
     if problem is not None:

@@ -30,6 +30,7 @@ from .files import write_json
 from .model.checkpoint import save_checkpoint
 from .model.losses import comparison_loss
 from .model.network import ComparisonNet, count_parameters, member_state
+from .schema import SCHEMA_VERSION
 from .variant import Variant
 
 # On the CPU, a batched model of more networks than this runs slower per network (vgg4 on 2 cores: 34 ms per
@@ -382,6 +383,7 @@ def train_and_save(
     result = train_variant(variant, data, config, device, seed, on_epoch=on_epoch)
     context = {"seed": seed, "data": source.describe(), "environment": environment(str(device))}
     checkpoint = result.save_best(folder / "checkpoint.pt", **context)
-    record = {**result.to_dict(), **context, "checkpoint": checkpoint.name}  # beside results.json
+    record = {"schema_version": SCHEMA_VERSION, "kind": "train", **result.to_dict(), **context,
+              "checkpoint": checkpoint.name}  # fmt: skip
     write_json(folder / "results.json", record)
     return TrainRun(result, record, checkpoint)

@@ -24,10 +24,10 @@ from .errors import DigitcmpError
 from .executor import ExecutorConfig, node_name, run_cells
 from .presets import PresetCell, get_preset
 from .runs import RunFolder, cell_id
+from .schema import SCHEMA_VERSION
 from .train import RunResult, environment, train_variant
 from .variant import TECHNIQUES, technique
 
-SCHEMA_VERSION = 1
 SEARCHED = ("aux_weight", "channels", "hidden", "activation", "dropout", "batch_norm", "head_width", "lr",
             "batch_size", "weight_decay")  # fmt: skip
 
