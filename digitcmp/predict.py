@@ -141,15 +141,15 @@ def load_model(path: Path | None = None) -> Model:
         metadata = json.loads(raw)
     except json.JSONDecodeError:
         raise DigitcmpError(f"model {path} has damaged digitcmp metadata; export it again") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    problem = describe_violation([list(i.shape) for i in inputs], [o.name for o in outputs])
+    if problem is not None:
+        raise DigitcmpError(f"model {path} is not a digitcmp model: {problem}; export one with 'digitcmp export'")
     broken = problems(metadata, "onnx-metadata")
     if broken:
         raise DigitcmpError(
             f"model {path} has digitcmp metadata that breaks its contract ({broken[0]}); export it again"
         )
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    problem = describe_violation([list(i.shape) for i in inputs], [o.name for o in outputs])
-    if problem is not None:
-        raise DigitcmpError(f"model {path} is not a digitcmp model: {problem}; export one with 'digitcmp export'")
     return Model(path, session, inputs[0].name, metadata)
 
 
