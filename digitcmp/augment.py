@@ -171,9 +171,12 @@ def tta_views(warps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Every test-time view of a flattened 14×14 digit as a sparse linear map: view pixel j of the V·196 (V = 5 +
     ``warps``: the digit, its four 1-pixel shifts with black filling in, then ``warps`` fixed elastic warps of
     strength ``TTA_WARP_STRENGTH``) is Σ_t weight[j, t]·digit[index[j, t]] over at most 4 source pixels (bilinear
-    sampling). Stored densely, the map would be 196 × V·196 floats, 5.7 MB in every exported model at V = 37."""
+    sampling). Stored densely, the map would be 196 × V·196 floats, 5.7 MB in every exported model at V = 37.
+
+    The weights are float32 whatever torch's default dtype: the map is cached, and one built while another default
+    was in force would otherwise turn every later model's inputs into that type."""
     pixels = INPUT_SIZE * INPUT_SIZE
-    basis = torch.eye(pixels).view(pixels, INPUT_SIZE, INPUT_SIZE)  # one image per source pixel
+    basis = torch.eye(pixels, dtype=torch.float32).view(pixels, INPUT_SIZE, INPUT_SIZE)  # one image per source pixel
     padded = F.pad(basis, (1, 1, 1, 1))
     views = [padded[:, 1 + dy : 1 + dy + INPUT_SIZE, 1 + dx : 1 + dx + INPUT_SIZE] for dy, dx in TTA_SHIFTS]
     generator = torch.Generator().manual_seed(TTA_WARP_SEED)

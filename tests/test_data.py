@@ -17,6 +17,8 @@ from digitcmp.data import (
     IMAGES_MAGIC,
     TEST_STEMS,
     TRAIN_STEMS,
+    Digits,
+    DigitSource,
     PairSet,
     bundled_digits,
     bundled_split,
@@ -157,6 +159,22 @@ def test_rounds_are_fresh_draws_and_reproducible():
     assert torch.equal(first[1].test.inputs, again[1].test.inputs)
     assert not torch.equal(first[0].train.inputs, first[1].train.inputs)
     assert len(first[0].train) == 90 and len(first[0].val) == 10 and len(first[0].test) == 50
+
+
+def constant_digits(values: range, origin: str) -> Digits:
+    """Digits whose image is the constant gray value v (label v mod 10), traceable after pooling."""
+    images = np.repeat(np.array(values, dtype=np.uint8), 28 * 28).reshape(-1, 28, 28)
+    return Digits(images, (np.array(values) % 10).astype(np.uint8), origin)
+
+
+def test_training_pairs_come_from_the_training_digits_and_test_pairs_from_the_test_digits():
+    source = DigitSource(constant_digits(range(0, 120), "train"), constant_digits(range(128, 248), "test"))
+    for data in draw_rounds(source, 2, 40, 30, 0.25, seed=3):
+        for split, pool in ((data.train, range(0, 120)), (data.val, range(0, 120)), (data.test, range(128, 248))):
+            drawn = (split.inputs[:, :, 0, 0] * 255).round().long()  # pooling keeps a constant image's value
+            assert all(value in pool for value in drawn.flatten().tolist())
+            assert torch.equal(split.classes, drawn % 10)
+        assert len(data.test.inputs[:, :, 0, 0].unique()) == 60  # 2N distinct test digits
 
 
 def test_validation_is_carved_from_training_pairs():

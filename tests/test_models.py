@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from digitcmp.archs import ARCHS, get_arch
-from digitcmp.augment import TTA_SHIFTS, TTA_WARP_SEED, TTA_WARP_STRENGTH, warp_grids
+from digitcmp.augment import TTA_SHIFTS, TTA_WARP_SEED, TTA_WARP_STRENGTH, tta_views, warp_grids
 from digitcmp.errors import DigitcmpError
 from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
 from digitcmp.model.losses import all_pairs_logits, comparison_loss
@@ -22,6 +22,12 @@ VARIANTS = [
     for ws in ((False,) if spec.joint else (False, True))
     for aux in (0.0, 1.0)
 ]
+
+
+@pytest.fixture(autouse=True)
+def seeded() -> None:
+    """Random inputs and initial parameters drawn from torch's global generator are the same on every run."""
+    torch.manual_seed(0)
 
 
 def test_registry_has_the_reports_architectures():
@@ -44,26 +50,52 @@ def test_weight_sharing_means_one_tower(arch):
     assert count_parameters(separate) - count_parameters(shared) == tower
 
 
+def pairs_with_targets(members: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random pairs E×n×2×14×14, their digit classes E×n×2 and the targets those classes give."""
+    classes = torch.randint(0, 10, (members, n, 2))
+    return torch.rand(members, n, 2, 14, 14), (classes[..., 0] <= classes[..., 1]).float(), classes
+
+
+def dropout_generators(members: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(100 + m) for m in range(members)]
+
+
 @pytest.mark.parametrize(
-    "variant", [create_variant("lenet", False, 1.0), create_variant("conv6", True, 0.5)], ids=lambda v: v.name
+    "variant",
+    [
+        create_variant("lenet", False, 1.0, channels=(8, 16), batch_norm=True),  # batch norm on maps
+        create_variant("conv6", True, 0.5, channels=(8,)),  # batch norm and dropout on maps
+        create_variant("deep-fc", False, 1.0, hidden=(32, 16), batch_norm=True, dropout=0.2),  # on vectors
+        create_variant("shallow-fc", True, 0.5, hidden=(24,), batch_norm=True, head="structured"),
+    ],
+    ids=lambda v: v.name,
 )
-def test_members_compute_what_separate_models_compute(variant):
-    """Member m of a batched model gives the outputs and gradients of a lone model with its weights."""
-    batched = ComparisonNet(variant, members=3).train()
-    lone = ComparisonNet(variant, members=1).train()
-    lone.load_state_dict(member_state(batched, 1))
-    x, targets = torch.rand(3, 8, 2, 14, 14), torch.randint(0, 2, (3, 8)).float()
-    classes = torch.randint(0, 10, (3, 8, 2))
-    torch.manual_seed(0)
-    batched.eval()
-    lone.eval()
+def test_members_train_as_separate_models(variant):
+    """In training mode, where batch norm normalises by the batch's statistics and dropout draws masks, member m
+    of a batched model gives the comparison and digit logits, the gradients and the running statistics of a lone
+    model with its weights and its dropout generator: members never see each other's data."""
+    members = 3
+    batched = ComparisonNet(variant, members=members).train()
+    batched.use_dropout_generators(dropout_generators(members))
+    initial = [member_state(batched, m) for m in range(members)]
+    x, targets, classes = pairs_with_targets(members, 8)
     logits, digits = batched(x)
     comparison_loss(logits, digits, targets, classes, variant.aux_weight).sum().backward()
-    lone_logits, lone_digits = lone(x[1:2])
-    comparison_loss(lone_logits, lone_digits, targets[1:2], classes[1:2], variant.aux_weight).sum().backward()
-    assert torch.allclose(logits[1], lone_logits[0], atol=1e-5)
-    for (name, p), q in zip(batched.named_parameters(), lone.parameters(), strict=True):
-        assert torch.allclose(p.grad[1], q.grad[0], atol=1e-5), name
+    for m in range(members):
+        lone = ComparisonNet(variant, members=1).train()
+        lone.load_state_dict(initial[m])
+        lone.use_dropout_generators(dropout_generators(members)[m : m + 1])
+        one = slice(m, m + 1)
+        lone_logits, lone_digits = lone(x[one])
+        comparison_loss(lone_logits, lone_digits, targets[one], classes[one], variant.aux_weight).sum().backward()
+        assert torch.allclose(logits[m], lone_logits[0], atol=1e-5)
+        assert torch.allclose(digits[m], lone_digits[0], atol=1e-5)
+        for (name, p), q in zip(batched.named_parameters(), lone.parameters(), strict=True):
+            assert torch.allclose(p.grad[m], q.grad[0], rtol=1e-4, atol=1e-5), (m, name)
+        updated, lone_updated = member_state(batched, m), lone.state_dict()
+        for key in [key for key in updated if "running" in key]:
+            assert torch.allclose(updated[key], lone_updated[key], atol=1e-6), (m, key)
+            assert not torch.equal(updated[key], initial[m][key])  # the batch's statistics reached them
 
 
 def test_loss_formula():
@@ -73,6 +105,9 @@ def test_loss_formula():
     aux = F.cross_entropy(digits[0, :, 0], classes[0, :, 0]) + F.cross_entropy(digits[0, :, 1], classes[0, :, 1])
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 0.0), main)
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0), (main + 2 * aux) / 3)
+    # --loss sum: the plain sum, as some of the reports trained; without the auxiliary term both are the main loss.
+    assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0, average=False), main + 2 * aux)
+    assert torch.allclose(comparison_loss(logits, digits, targets, classes, 0.0, average=False), main)
     # Smoothing ε: the digit target is 1 - ε on the class plus ε/10 on every class; the comparison term is untouched.
     eps, log_p = 0.1, digits[0].log_softmax(-1)
     target = F.one_hot(classes[0], 10) * (1 - eps) + eps / 10
@@ -318,3 +353,20 @@ def test_an_ensemble_is_saved_and_counted_as_one_model(tmp_path):
     x = torch.rand(1, 4, 2, 14, 14)
     assert loaded.variant.ensemble == 3 and loaded.networks == 3
     assert torch.allclose(loaded(x)[0], model(x.expand(2, -1, -1, -1, -1))[0][1:], atol=1e-6)
+
+
+def test_a_model_built_in_double_precision_leaves_later_single_precision_models_working():
+    """The test-time view map is built once per number of warps and shared by every later model: built while
+    float64 was torch's default, it must not turn a later float32 model's inputs into float64."""
+    variant = create_variant("vgg4", True, 1.0, channels=(4,), tta_warps=2)
+    tta_views.cache_clear()  # the next model builds the map afresh, under float64
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        double = ComparisonNet(variant).eval()
+        assert double(torch.rand(1, 3, 2, 14, 14))[0].dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    single = ComparisonNet(variant).eval()
+    assert single(torch.rand(1, 3, 2, 14, 14))[0].dtype == torch.float32
+    assert single.view_weight.dtype == double.view_weight.dtype == torch.float32

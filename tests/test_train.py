@@ -9,19 +9,23 @@ import pytest
 import torch
 
 import digitcmp.train as train_module
+from digitcmp import rng
 from digitcmp.config import TrainConfig
-from digitcmp.data import draw_rounds, load_source
+from digitcmp.data import PairSet, RoundData, draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.model.network import ComparisonNet
+from digitcmp.model.losses import comparison_loss
+from digitcmp.model.network import ComparisonNet, member_state
 from digitcmp.train import (
     add_swapped,
+    epoch_order,
     evaluate,
     keep_freed_memory,
     resolve_device,
     stack,
+    train_members,
     train_variant,
 )
-from digitcmp.variant import create_variant
+from digitcmp.variant import Variant, create_variant
 
 CPU = torch.device("cpu")
 
@@ -180,3 +184,99 @@ def test_freed_activation_memory_is_reused_without_page_faults() -> None:
         faults_for_one_allocation()
     # A fresh 64 MB mapping faults ~16,000 times (4 KB pages), every time; reused heap memory does not.
     assert sorted(faults_for_one_allocation() for _ in range(5))[2] < 1000
+
+
+def random_round(index: int, n: int = 16) -> RoundData:
+    """Round ``index`` of n random pairs (and 8 test pairs, no validation), the same for the same index."""
+    generator = torch.Generator().manual_seed(index)
+
+    def pairs(count: int) -> PairSet:
+        classes = torch.randint(0, 10, (count, 2), generator=generator)
+        inputs = torch.rand(count, 2, 14, 14, generator=generator)
+        return PairSet(inputs, (classes[:, 0] <= classes[:, 1]).float(), classes)
+
+    return RoundData(index, pairs(n), None, pairs(8))
+
+
+# One epoch of one batch, with plain gradient descent: the trained parameters are the initial ones minus lr × grad.
+ONE_STEP = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.5, momentum=0.0, curves=False)
+
+
+def joint_digit_heads(variant: Variant, model: ComparisonNet) -> set[str]:
+    """The parameters of the joint network's two digit heads (none for other networks)."""
+    if not variant.arch.startswith("joint"):
+        return set()
+    return {name for name, _ in model.named_parameters() if name.startswith(("tower_a.first.", "tower_a.second."))}
+
+
+@pytest.mark.parametrize(
+    ("variant", "config"),
+    [
+        (create_variant("shallow-fc", True, 0.0, hidden=(16,)), ONE_STEP),
+        (create_variant("shallow-fc", True, 0.5, hidden=(16,)), ONE_STEP),
+        (create_variant("shallow-fc", False, 0.5, hidden=(16,)), replace(ONE_STEP, loss="sum", label_smoothing=0.1)),
+        (create_variant("joint-conv6", aux_weight=0.0, channels=(4,)), ONE_STEP),
+        (create_variant("joint-conv6", aux_weight=0.5, channels=(4,)), ONE_STEP),
+    ],
+    ids=["aux0", "aux0.5", "aux0.5-sum-smoothing", "joint-aux0", "joint-aux0.5"],
+)
+def test_a_training_step_descends_the_variants_own_loss(variant, config):
+    """A step of training is a gradient step on the comparison loss with the variant's auxiliary weight and the
+    configuration's loss kind and label smoothing, from the round's initial parameters, batch order and dropout
+    masks. Without the auxiliary loss nothing trains the joint network's digit heads; with it, they learn."""
+    data, seed = random_round(1), 4
+    trained, _ = train_members(variant, [data], config, CPU, seed=seed)
+    model = ComparisonNet(variant, 1, rng.network_generators(seed, [1], 1, "init")).train()
+    model.use_dropout_generators(rng.network_generators(seed, [1], 1, "dropout"))
+    order = epoch_order(rng.network_generators(seed, [1], 1, "order"), len(data.train))[0]
+    inputs, targets, classes = (t[order][None] for t in (data.train.inputs, data.train.targets, data.train.classes))
+    logits, digits = model(inputs)
+    weight, smoothing, average = variant.aux_weight, config.label_smoothing, config.loss == "average"
+    comparison_loss(logits, digits, targets, classes, weight, smoothing, average=average).sum().backward()
+    untouched: set[str] = set()
+    for (name, before), after in zip(model.named_parameters(), trained.parameters(), strict=True):
+        if before.grad is None:
+            untouched.add(name)
+        expected = before if before.grad is None else before - config.lr * before.grad
+        assert torch.allclose(after, expected, atol=1e-6), name
+    assert untouched == (joint_digit_heads(variant, model) if variant.aux_weight == 0 else set())
+
+
+def test_a_round_trains_the_same_alone_or_beside_another():
+    """Round 1's initial parameters, batch order, shifts and dropout masks come from (seed, 1), so it ends with the
+    same weights trained alone or beside round 0 (up to float rounding)."""
+    variant = create_variant("deep-fc", False, 1.0, hidden=(16, 8), dropout=0.2)
+    config = TrainConfig(epochs=2, batch_size=8, shift=1, curves=False)
+    rounds = [random_round(0), random_round(1)]
+    together, _ = train_members(variant, rounds, config, CPU, seed=4)
+    alone, _ = train_members(variant, rounds[1:], config, CPU, seed=4)
+    grouped, single = member_state(together, 1), member_state(alone, 0)
+    assert all(torch.allclose(grouped[key], single[key], atol=1e-6) for key in single)
+    initial = member_state(ComparisonNet(variant, 1, rng.network_generators(4, [1], 1, "init")), 0)
+    assert not torch.allclose(single["tower_a.1.weight"], initial["tower_a.1.weight"])  # it trained
+
+
+@pytest.mark.parametrize("val_fraction", [0.25, 0.0], ids=["validation", "no-validation"])
+def test_the_kept_weights_are_the_round_that_validates_best(val_fraction, monkeypatch):
+    """The checkpoint's round is the one with the best validation accuracy (training accuracy without a validation
+    split), never the test set's choice, compared across chunks of rounds; its weights are that round's own.
+    Rounds 2-5 in chunks of two: seed 33 makes round 5, the second network of the second chunk, the best."""
+    models: dict[int, tuple[ComparisonNet, int]] = {}
+
+    def recording(variant, chunk, *args, **kwargs):
+        model, curves = train_members(variant, chunk, *args, **kwargs)
+        models.update({data.index: (model, member) for member, data in enumerate(chunk)})
+        return model, curves
+
+    monkeypatch.setattr(train_module, "train_members", recording)
+    data = draw_rounds(load_source(None), 4, n_train=200, n_test=40, val_fraction=val_fraction, seed=33, first=2)
+    config = TrainConfig(epochs=1, rounds_together=2, curves=False)
+    result = train_variant(create_variant("shallow-fc", True, 1.0, hidden=(16,)), data, config, CPU, seed=33)
+    scores = {r.round: r.val_accuracy if val_fraction else r.train_accuracy for r in result.rounds}
+    assert max(scores, key=scores.__getitem__) == 5 and sorted(scores.values())[-2] < scores[5], scores
+    assert result.rounds[3].test_accuracy < max(r.test_accuracy for r in result.rounds)  # the test set differs
+    assert result.best_round == 5
+    model, member = models[5]
+    expected = member_state(model, member)
+    assert expected.keys() == result.best_state.keys()
+    assert all(torch.equal(result.best_state[key], expected[key]) for key in expected)
