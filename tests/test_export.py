@@ -1,9 +1,14 @@
-"""Export: a checked ONNX file with metadata and a dynamic batch, parity with torch, nothing written on failure."""
+"""Export: a checked ONNX file with metadata and a dynamic batch, parity with torch measured and enforced (nothing
+written when an ONNX file differs), and the exported file working with predict."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -11,6 +16,8 @@ import onnxruntime as ort
 import pytest
 import torch
 from conftest import assert_one_line_error
+from digits import PAIRS, labelled_pair, write_pair
+from torch import nn
 from typer.testing import CliRunner
 
 import digitcmp.export as export_module
@@ -18,9 +25,18 @@ from digitcmp.cli import app
 from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.export import export_onnx, latest_checkpoint
+from digitcmp.export import (
+    PARITY_TOLERANCE,
+    ProbabilityModel,
+    check_parity,
+    export_onnx,
+    latest_checkpoint,
+    parity_pairs,
+    write_onnx,
+)
 from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
 from digitcmp.model.network import ComparisonNet
+from digitcmp.predict import load_model, predict_pairs, shipped_model
 from digitcmp.train import train_variant
 from digitcmp.variant import create_variant
 
@@ -66,13 +82,115 @@ def test_export_is_checked_has_metadata_and_a_dynamic_batch(checkpoints, tmp_pat
     assert np.allclose(digits.sum(-1), 1, atol=1e-5)
 
 
-def test_a_parity_failure_writes_nothing(checkpoints, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "check_parity", lambda *args: (0.5, False, 0.5, 0.9))
-    out = tmp_path / "m.onnx"
+@pytest.fixture(scope="module")
+def zero_network(tmp_path_factory) -> Path:
+    """The checkpoint of a shallow-fc network with every weight zero: its comparison probability is exactly 0.5
+    (a '>' answer) and its ten digit probabilities are exactly 0.1 (read as a 0, the first), so a distortion of
+    its outputs changes probabilities and decisions by amounts known in advance."""
+    variant = create_variant("shallow-fc", True, 1.0)
+    zero = ComparisonNet(variant, generators=[torch.Generator().manual_seed(0)])
+    with torch.no_grad():
+        for parameter in zero.parameters():
+            parameter.zero_()
+    return save_checkpoint(tmp_path_factory.mktemp("zero") / "zero.pt", zero.state_dict(), variant, {})
+
+
+class Distorted(nn.Module):
+    """A network whose comparison logit is shifted, and the logit of one digit class too: exported in place of the
+    real one, it makes an ONNX file that differs from torch in a known way."""
+
+    def __init__(self, net: ComparisonNet, shift: float = 0.0, digit: int = 0, digit_shift: float = 0.0) -> None:
+        super().__init__()
+        self.net, self.shift = net, shift
+        self.register_buffer("digit_offsets", torch.zeros(10).index_fill_(0, torch.tensor([digit]), digit_shift))
+
+    def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, digits = self.net(pairs)
+        return logits + self.shift, digits + self.digit_offsets
+
+
+def export_distorted(monkeypatch, **distortion: float) -> None:
+    """Make export write the distorted network's graph while it compares with the real one."""
+    write = export_module.write_onnx
+    monkeypatch.setattr(
+        export_module,
+        "write_onnx",
+        lambda model, path, *rest: write(ProbabilityModel(Distorted(model.net, **distortion)).eval(), path, *rest),
+    )
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def softmax_first(x: float) -> float:
+    """The probability of a class whose logit is ``x`` among nine others at 0."""
+    return math.exp(x) / (math.exp(x) + 9)
+
+
+# Distortions of the zero network that export must refuse: Distorted's arguments, and whether the probabilities
+# differ beyond PARITY_TOLERANCE and the decisions are identical.
+DIVERGENT = {
+    # The 0 becomes more likely by 2.25e-5, about twice the tolerance; it was already the digit read.
+    "probability only": ({"digit": 0, "digit_shift": 2.5e-4}, True, True),
+    # 0.5 becomes 0.5 + 1e-6, a tenth of the tolerance, yet every '>' answer turns into '≤'.
+    "decisions only": ({"shift": 4e-6}, False, False),
+}
+
+
+@pytest.mark.parametrize("case", list(DIVERGENT))
+def test_an_onnx_file_that_differs_from_torch_is_refused_and_nothing_written(zero_network, tmp_path, monkeypatch, case):
+    """Either difference alone, in probability beyond the tolerance or in a decision, refuses the export."""
+    distortion, beyond, same = DIVERGENT[case]
+    export_distorted(monkeypatch, **distortion)
     with pytest.raises(DigitcmpError) as error:
-        export_onnx(checkpoints["shallow-fc"], out, load_source(None), pairs=50)
-    assert error.value.exit_code == 1 and "nothing written" in str(error.value)
+        export_onnx(zero_network, tmp_path / "m.onnx", load_source(None), pairs=50)
+    message = str(error.value)
+    assert error.value.exit_code == 1 and "nothing written" in message, message
+    assert f"identical decisions: {same}" in message
+    assert (float(re.search(r"max \|Δp\| (\S+),", message).group(1)) > PARITY_TOLERANCE) is beyond
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_difference_within_the_tolerance_is_written(zero_network, tmp_path, monkeypatch):
+    """The 0 more likely by 4.5e-6, under half the tolerance, with the same decisions: the file is kept."""
+    export_distorted(monkeypatch, digit=0, digit_shift=5e-5)
+    summary = export_onnx(zero_network, tmp_path / "m.onnx", load_source(None), pairs=50)
+    assert summary.parity_max_difference == pytest.approx(softmax_first(5e-5) - 0.1, abs=1e-7)
+    assert summary.decisions_identical and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+class Measured(NamedTuple):
+    distortion: dict  # Distorted's arguments, applied to the zero network
+    difference: float  # the exact max |Δp|
+    same_decisions: bool
+    onnx_answers_le: bool  # the ONNX file answers '≤' to every pair (the zero network answers '>')
+
+
+MEASURED = {
+    "none": Measured({}, 0.0, True, False),
+    "comparison past 0.5": Measured({"shift": 4e-6}, sigmoid(4e-6) - 0.5, False, True),
+    # Ten equal digit probabilities read as a 0 (the first); a larger 0 is still a 0, a larger 3 is a 3.
+    "digit 0 more likely": Measured({"digit": 0, "digit_shift": 1e-3}, softmax_first(1e-3) - 0.1, True, False),
+    "digit 3 now first": Measured({"digit": 3, "digit_shift": 1e-5}, softmax_first(1e-5) - 0.1, False, False),
+}
+
+
+@pytest.mark.parametrize("case", list(MEASURED))
+def test_check_parity_measures_probabilities_and_decisions(zero_network, tmp_path, case):
+    """check_parity's numbers against differences known exactly: the zero network outputs 0.5 and ten 0.1s."""
+    distortion, difference, same, onnx_answers_le = MEASURED[case]
+    net, _ = load_checkpoint(zero_network)
+    path = tmp_path / "m.onnx"
+    write_onnx(ProbabilityModel(Distorted(net, **distortion)).eval(), path, 17, {})
+    pairs = parity_pairs(load_source(None), 40, seed=0)
+    worst, identical, onnx_accuracy, torch_accuracy = check_parity(
+        path, ProbabilityModel(net).eval(), pairs, (1, 7, 40)
+    )
+    assert worst == pytest.approx(difference, abs=1e-7) and identical is same
+    le_share = float((pairs.targets > 0.5).float().mean())  # the zero network answers '>' to every pair
+    assert torch_accuracy == pytest.approx(1 - le_share)
+    assert onnx_accuracy == pytest.approx(le_share if onnx_answers_le else 1 - le_share)
 
 
 def test_default_checkpoint_is_the_newest_of_train_and_bench_runs(tmp_path, checkpoints):
@@ -92,12 +210,19 @@ def test_default_checkpoint_is_the_newest_of_train_and_bench_runs(tmp_path, chec
     assert latest_checkpoint(tmp_path) == tmp_path / "bench" / "best.pt"
 
 
-def test_export_cli_reports_and_refuses_bad_input(checkpoints, tmp_path):
-    runner = CliRunner()
-    out = tmp_path / "cli.onnx"
-    result = runner.invoke(
+@pytest.fixture(scope="module")
+def exported(checkpoints, tmp_path_factory):
+    """``digitcmp export`` of the trained fully connected checkpoint: the command's result and the file."""
+    out = tmp_path_factory.mktemp("exported") / "x.onnx"
+    result = CliRunner().invoke(
         app, ["export", str(checkpoints["shallow-fc"]), "--out", str(out)], env={"DIGITCMP_DATA": ""}
     )
+    return result, out
+
+
+def test_export_cli_reports_and_refuses_bad_input(checkpoints, exported, tmp_path):
+    runner = CliRunner()
+    result, out = exported
     assert result.exit_code == 0, result.output
     assert "identical decisions" in result.stdout and out.is_file()
     assert f"digitcmp predict first.png second.png --model {out}" in result.output
@@ -110,3 +235,19 @@ def test_export_cli_reports_and_refuses_bad_input(checkpoints, tmp_path):
     ):
         bad = runner.invoke(app, ["export", *args, "--out", str(tmp_path / "x.onnx")], env={"DIGITCMP_DATA": ""})
         assert_one_line_error(bad, 2, words)
+
+
+def test_predict_answers_with_an_exported_model(checkpoints, exported, tmp_path):
+    """``predict --model`` runs the exported file: its answer is that model's (not the shipped model's), for the
+    model the metadata names."""
+    result, out = exported
+    assert result.exit_code == 0, result.output
+    a, b = write_pair(tmp_path / "pair", *labelled_pair(*PAIRS[2]))
+    answer = CliRunner().invoke(app, ["predict", "--model", str(out), str(a), str(b), "--json"])
+    assert answer.exit_code == 0, answer.output
+    model = load_model(out)
+    assert model.metadata["source_checkpoint"] == str(checkpoints["shallow-fc"])
+    assert model.metadata["variant"]["arch"] == "shallow-fc"
+    expected = next(predict_pairs(model, [(a, b)])).to_dict()
+    assert json.loads(answer.stdout) == expected
+    assert expected != next(predict_pairs(load_model(shipped_model()), [(a, b)])).to_dict()

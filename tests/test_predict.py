@@ -7,10 +7,12 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import assert_one_line_error
+from digits import PAIRS, labelled_pair, write_pair
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
@@ -18,7 +20,7 @@ from typer.testing import CliRunner
 from digitcmp.cli import app
 from digitcmp.data import load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.predict import load_digit, load_model, predict_pairs, shipped_model
+from digitcmp.predict import SURE, load_digit, load_model, predict_pairs, shipped_model
 from digitcmp.preprocess import pool_digits
 
 runner = CliRunner()
@@ -26,7 +28,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def test_digits():
-    """Real MNIST test digits (the official test set when present, else the bundled test pool)."""
+    """Real MNIST test digits: the bundled test pool, sorted by class."""
     return load_source(None).test
 
 
@@ -114,44 +116,62 @@ def test_shipped_model_metadata_and_contract():
     assert shipped_model().is_file()
 
 
+@pytest.fixture(params=PAIRS, ids=lambda labels: f"{labels[0]}-then-{labels[1]}")
+def pair(request, tmp_path) -> tuple[Path, Path, int, int]:
+    """Two image files of real digits and their labels: one pair each of first <, = and > second."""
+    first, second = labelled_pair(*request.param)
+    return (*write_pair(tmp_path / "pair", first, second), first.label, second.label)
+
+
 @pytest.fixture()
-def two_images(tmp_path, test_digits):
-    a = save(Image.fromarray(test_digits.images[0]), tmp_path / "a.png")
-    b = save(Image.fromarray(255 - test_digits.images[1]), tmp_path / "b.png")
-    return a, b, int(test_digits.labels[0]), int(test_digits.labels[1])
+def two_images(tmp_path) -> tuple[Path, Path]:
+    """Two image files of clearly read digits of different classes, for tests about anything but the answer."""
+    return write_pair(tmp_path / "pair", *labelled_pair(*PAIRS[0]))
 
 
-def test_predict_json_schema(two_images):
-    a, b, label_a, label_b = two_images
+def test_predict_json_answers_for_both_digits_in_order(pair):
+    a, b, label_a, label_b = pair
     result = runner.invoke(app, ["predict", str(a), str(b), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {"first", "second", "first_le_second", "probability", "consistent", "unsure"}
-    assert data["first"]["path"] == str(a)
     assert set(data["first"]) == {"path", "digit", "probability", "runner_up", "runner_up_probability", "unsure"}
-    assert data["first"]["runner_up"] != data["first"]["digit"] and not data["unsure"]  # clear MNIST digits
-    assert isinstance(data["first_le_second"], bool) and 0.5 <= data["probability"] <= 1
+    assert (data["first"]["path"], data["second"]["path"]) == (str(a), str(b))
     assert (data["first"]["digit"], data["second"]["digit"]) == (label_a, label_b)
+    assert data["first_le_second"] is (label_a <= label_b) and data["consistent"] is True
+    # Clear digits: both reads and the answer, whichever way it goes, come with a high probability.
+    assert data["unsure"] is False and data["probability"] >= SURE
+    for side in ("first", "second"):
+        read = data[side]
+        assert read["probability"] >= SURE and read["runner_up"] != read["digit"] and read["unsure"] is False
 
 
-def test_predict_panel_shows_the_verdict(two_images):
-    a, b, label_a, label_b = two_images
+def test_predict_panel_shows_the_verdict(pair):
+    a, b, label_a, label_b = pair
     result = runner.invoke(app, ["predict", str(a), str(b)])
     assert result.exit_code == 0, result.output
     verdict = "yes" if label_a <= label_b else "no"
-    assert f"{label_a} {'≤' if label_a <= label_b else '>'} {label_b}" in result.stdout and verdict in result.stdout
+    assert f"{label_a} {'≤' if label_a <= label_b else '>'} {label_b} — {verdict}" in result.stdout
 
 
-def test_predict_pairs_csv(tmp_path, two_images):
-    a, b, _, _ = two_images
+def test_predict_pairs_csv_answers_every_row_in_order(tmp_path):
+    rows, expected = [], []
+    for number, labels in enumerate(PAIRS):
+        a, b = write_pair(tmp_path / f"pair{number}", *labelled_pair(*labels))
+        rows += [(a.relative_to(tmp_path), b), (b, a)]  # a relative path is read from the CSV's folder
+        expected += [labels, labels[::-1]]
     csv_path = tmp_path / "pairs.csv"
-    csv_path.write_text(f"first,second\n{a.name},{b.name}\n{b},{a}\n")
+    csv_path.write_text("first,second\n" + "".join(f"{first},{second}\n" for first, second in rows))
     result = runner.invoke(app, ["predict", "--pairs", str(csv_path), "--json"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(lines) == 2 and lines[0]["first"]["path"] == str(a) and lines[1]["second"]["path"] == str(a)
+    assert [(line["first"]["path"], line["second"]["path"]) for line in lines] == [
+        (str(tmp_path / first), str(tmp_path / second)) for first, second in rows
+    ]
+    assert [(line["first"]["digit"], line["second"]["digit"]) for line in lines] == expected
+    assert [line["first_le_second"] for line in lines] == [first <= second for first, second in expected]
     table = runner.invoke(app, ["predict", "--pairs", str(csv_path)])
-    assert table.exit_code == 0 and "2 pairs" in table.stdout and "pairs/s" in table.output
+    assert table.exit_code == 0 and f"{len(rows)} pairs" in table.stdout and "pairs/s" in table.output
 
 
 def bad_inputs(tmp_path) -> dict:
@@ -179,8 +199,12 @@ def bad_inputs(tmp_path) -> dict:
     "case", ["missing", "directory", "empty", "truncated", "not an image", "too large", "wrong npy shape"]
 )
 def test_bad_images_are_refused_with_one_line_naming_the_file(tmp_path, two_images, case):
+    """The command answers in one line, and the library raises DigitcmpError (which serve turns into a 4xx)."""
     path, words = bad_inputs(tmp_path)[case]
     assert_one_line_error(runner.invoke(app, ["predict", str(path), str(two_images[1])]), 2, str(path), words)
+    with pytest.raises(DigitcmpError) as error:
+        load_digit(path)
+    assert str(path) in str(error.value) and words in str(error.value)
 
 
 def test_bad_models_are_refused(tmp_path, two_images):
@@ -197,7 +221,7 @@ def test_bad_models_are_refused(tmp_path, two_images):
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])])  # fmt: skip
     wrong = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    wrong.metadata_props.add(key="digitcmp", value="{}")
+    wrong.metadata_props.add(key="digitcmp", value=json.dumps(load_model().metadata))  # valid, on the wrong graph
     wrong_path = tmp_path / "wrong.onnx"
     onnx.save(wrong, str(wrong_path))
     for model, words in ((tmp_path / "none.onnx", "does not exist"), (corrupt, "cannot be loaded"),
@@ -216,7 +240,7 @@ def test_usage_mistakes(two_images):
 
 @pytest.mark.slow
 def test_predict_runs_without_torch(two_images):
-    a, b, _, _ = two_images
+    a, b = two_images
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any 'import torch' now fails
         "from digitcmp.cli import app\n"
@@ -225,11 +249,6 @@ def test_predict_runs_without_torch(two_images):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["first"]["path"] == str(a)
-
-
-def test_load_digit_errors_are_digitcmp_errors(tmp_path):
-    with pytest.raises(DigitcmpError):
-        load_digit(tmp_path / "missing.bmp")
 
 
 def test_a_picture_without_a_digit_is_refused_in_one_line(tmp_path, two_images):
@@ -241,15 +260,16 @@ def test_a_picture_without_a_digit_is_refused_in_one_line(tmp_path, two_images):
 
 
 def test_save_digits_writes_what_the_model_saw(tmp_path, two_images):
-    a, b, _, _ = two_images
+    a, b = two_images
     out = tmp_path / "seen"
     result = runner.invoke(app, ["predict", str(a), str(b), "--save-digits", str(out), "--json"])
     assert result.exit_code == 0, result.output
     saved = sorted(p.name for p in out.iterdir())
     assert saved == ["first-a.png", "second-b.png"]
-    first = np.asarray(Image.open(out / "first-a.png"))
-    assert first.shape == (28, 28) and first.dtype == np.uint8
-    assert np.array_equal(pool_digits(first[None])[0], load_digit(a).pooled)  # exactly the model's input
+    for name, source in (("first-a.png", a), ("second-b.png", b)):
+        seen = np.asarray(Image.open(out / name))
+        assert seen.shape == (28, 28) and seen.dtype == np.uint8
+        assert np.array_equal(pool_digits(seen[None])[0], load_digit(source).pooled)  # exactly the model's input
 
 
 def test_an_unsure_read_names_the_runner_up():

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from digits import PAIRS, digit, labelled_pair, png
 from PIL import Image
 from typer.testing import CliRunner
 
+from digitcmp import __version__
 from digitcmp.cli import app
-from digitcmp.data import load_source
+from digitcmp.contract import INPUT_CONTRACT, LABELS, OUTPUTS
+from digitcmp.predict import load_model
 
 starlette = pytest.importorskip("starlette")
 pytest.importorskip("httpx")
@@ -27,13 +30,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from digitcmp import serve as serve_module  # noqa: E402
 
-SCREENSHOTS = Path(os.environ.get("DIGITCMP_SCREENSHOTS", Path(__file__).resolve().parent / "screenshots"))
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+SCREENSHOTS = "DIGITCMP_SCREENSHOTS"  # where the browser test leaves its screenshot (a temporary folder without it)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +39,10 @@ def client() -> TestClient:
 
 
 @pytest.fixture(scope="module")
-def digits():
-    test = load_source(None).test
-    return [(png(test.images[i]), int(test.labels[i])) for i in range(8)]
+def good() -> tuple[bytes, bytes]:
+    """Two PNG files of clearly read digits of different classes, for requests about anything but the answer."""
+    first, second = labelled_pair(*PAIRS[0])
+    return png(first.image), png(second.image)
 
 
 def post(client: TestClient, first: bytes | None, second: bytes | None, **kwargs):
@@ -53,8 +51,10 @@ def post(client: TestClient, first: bytes | None, second: bytes | None, **kwargs
     return client.post("/api/compare", files=files, **kwargs)
 
 
-def test_compare_answers_with_predicts_json(client, digits, tmp_path):
-    (a, label_a), (b, label_b) = digits[0], digits[1]
+@pytest.mark.parametrize("labels", PAIRS, ids=lambda labels: f"{labels[0]}-then-{labels[1]}")
+def test_compare_answers_with_predicts_json(client, tmp_path, labels):
+    first, second = labelled_pair(*labels)
+    a, b = png(first.image), png(second.image)
     response = post(client, a, b)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -65,66 +65,105 @@ def test_compare_answers_with_predicts_json(client, digits, tmp_path):
     for side in ("first", "second"):
         expected[side]["path"] = side  # an upload is named by its form field
     assert answer == expected  # exactly predict's object
-    assert (answer["first"]["digit"], answer["second"]["digit"]) == (label_a, label_b)
+    assert (answer["first"]["digit"], answer["second"]["digit"]) == labels
+    assert answer["first_le_second"] is (labels[0] <= labels[1]) and answer["unsure"] is False
     seen = post(client, a, b, params={"include": "digits"}).json()["seen"]
     assert seen["first"].startswith("data:image/png;base64,")
 
 
 def test_model_health_and_page(client):
     model = client.get("/api/model").json()
-    assert model["input"]["shape"] == ["batch", 2, 14, 14] and model["variant"]["arch"] and model["test_accuracy_mean"]
-    assert client.get("/healthz").json()["status"] == "ok"
+    metadata = load_model().metadata  # the shipped model, which create_app() serves
+    assert model == {
+        "model": "digitcmp.onnx",
+        **{key: metadata[key] for key in ("variant", "variant_name", "params", "test_accuracy_mean",
+                                          "test_accuracy_std", "data", "digitcmp_version", "opset")},
+        "input": INPUT_CONTRACT,
+        "outputs": OUTPUTS,
+        "labels": LABELS,
+        "server_version": __version__,
+    }  # fmt: skip
+    assert model["variant"]["arch"] and model["test_accuracy_mean"] > 0.9
+    assert client.get("/healthz").json() == {"status": "ok", "version": __version__}
     page = client.get("/")
     assert page.status_code == 200 and "canvas-first" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # self-contained: nothing from the internet
 
 
-def bad_requests(digits) -> dict:
-    good = digits[0][0]
+def bad_requests(good: tuple[bytes, bytes]) -> dict:
+    a, b = good
     huge = io.BytesIO()
     Image.new("L", (8000, 7000)).save(huge, format="PNG")  # 56 million pixels in a small file
+    three = [(field, (f"{field}.png", a, "image/png")) for field in ("first", "second", "third")]
+    oversized = b"\x89PNG" + b"0" * (serve_module.MAX_IMAGE_BYTES + 10)
     return {
-        "missing field": (lambda c: post(c, good, None), 400, "second"),
-        "not an image": (lambda c: post(c, b"hello, I am text", good), 400, "first"),
-        "empty file": (lambda c: post(c, good, b""), 400, "second"),
-        "blank image": (lambda c: post(c, png(np.full((60, 60), 230, np.uint8)), good), 400, "no digit found in first"),
-        "too many pixels": (lambda c: post(c, huge.getvalue(), good), 413, "first"),
-        "file too large": (lambda c: post(c, good, b"\x89PNG" + b"0" * (serve_module.MAX_IMAGE_BYTES + 10)), 413,
-                           ""),
+        "missing field": (lambda c: post(c, a, None), 400, "second: missing"),
+        "not an image": (lambda c: post(c, b"hello, I am text", b), 400, "first"),
+        "empty file": (lambda c: post(c, a, b""), 400, "second: empty"),
+        "blank image": (lambda c: post(c, png(np.full((60, 60), 230, np.uint8)), b), 400, "no digit found in first"),
+        "too many pixels": (lambda c: post(c, huge.getvalue(), b), 413, "first"),
+        "file too large": (lambda c: post(c, a, oversized), 413, f"second: {len(oversized):,} bytes"),
+        "form cannot be read": (lambda c: c.post("/api/compare", files=three), 400, "the form cannot be read"),
         "wrong content type": (lambda c: c.post("/api/compare", content=b"{}", headers={"content-type": "text/json"}),
                                415, "multipart/form-data"),
         "body over the cap": (lambda c: c.post("/api/compare", content=b"x",
                                                headers={"content-type": "multipart/form-data; boundary=x",
                                                         "content-length": str(10**9)}), 413, "bytes"),
+        "length not a number": (lambda c: c.post("/api/compare", content=b"x",
+                                                 headers={"content-type": "multipart/form-data; boundary=x",
+                                                          "content-length": "12x"}), 413, "bytes"),
         "wrong method": (lambda c: c.get("/api/compare"), 405, "POST"),
         "no such page": (lambda c: c.get("/nope"), 404, "/nope"),
     }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", ["missing field", "not an image", "empty file", "blank image", "too many pixels",
-                                  "file too large", "wrong content type", "body over the cap", "wrong method",
-                                  "no such page"])  # fmt: skip
-def test_every_bad_request_gets_a_4xx_json_error_naming_the_field(client, digits, case):
-    send, status, words = bad_requests(digits)[case]
+                                  "file too large", "form cannot be read", "wrong content type", "body over the cap",
+                                  "length not a number", "wrong method", "no such page"])  # fmt: skip
+def test_every_bad_request_gets_a_4xx_json_error_naming_the_field(client, good, case):
+    send, status, words = bad_requests(good)[case]
     response = send(client)
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert set(body) == {"error"} and words in body["error"] and "Traceback" not in body["error"]
-    assert post(client, digits[0][0], digits[1][0]).status_code == 200  # and the server goes on
+    assert post(client, *good).status_code == 200  # and the server goes on
 
 
-def test_many_clients_at_once_get_their_own_answers(client, digits):
-    pairs = [(digits[i], digits[(i + 3) % 8]) for i in range(8)] * 4
+def test_a_failure_inside_the_server_is_a_json_500_and_the_server_goes_on(monkeypatch, good):
+    """An unexpected exception answers 500 with a JSON error that tells nothing of the code; the next request is
+    answered as usual."""
+    real = serve_module.predict_images
+    failures = []
 
-    def ask(pair):
-        (a, label_a), (b, label_b) = pair
+    def fail_once(*args):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("secret internals at /srv/digitcmp")
+        return real(*args)
+
+    monkeypatch.setattr(serve_module, "predict_images", fail_once)
+    client = TestClient(serve_module.create_app(), raise_server_exceptions=False)
+    response = post(client, *good)
+    assert response.status_code == 500 and response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"error": "the server failed on this request; it goes on serving"}
+    assert post(client, *good).status_code == 200
+
+
+def test_many_clients_at_once_get_their_own_answers(client):
+    """Every client sends its own pair (labels differing within and between pairs, both answers among them) and
+    gets the answer to that pair."""
+    labels = [(label, (label + 3) % 10) for label in range(10)]
+    requests = [(png(digit(a).image), png(digit(b).image), (a, b)) for a, b in labels] * 3
+
+    def ask(request: tuple[bytes, bytes, tuple[int, int]]) -> tuple[tuple[int, int], bool, tuple[int, int]]:
+        a, b, sent = request
         answer = post(client, a, b).json()
-        return answer["first"]["digit"], answer["second"]["digit"], (label_a, label_b)
+        return (answer["first"]["digit"], answer["second"]["digit"]), answer["first_le_second"], sent
 
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(ask, pairs))
-    assert all((first, second) == labels for first, second, labels in results)
+        results = list(pool.map(ask, requests))
+    assert [(read, le) for read, le, _ in results] == [(sent, sent[0] <= sent[1]) for _, _, sent in results]
 
 
 def test_serve_without_its_extra_says_how_to_install_it(monkeypatch):
@@ -145,6 +184,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """$DIGITCMP_SCREENSHOTS when set (to keep the pictures), else a temporary folder."""
+    named = os.environ.get(SCREENSHOTS)
+    return Path(named) if named else tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +240,7 @@ def stroke(driver, canvas, points: list[tuple[int, int]]) -> None:
     actions.release().perform()
 
 
-def test_the_page_draws_two_digits_and_reads_the_verdict(server, browser):
+def test_the_page_draws_two_digits_and_reads_the_verdict(server, browser, screenshots):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -206,8 +252,8 @@ def test_the_page_draws_two_digits_and_reads_the_verdict(server, browser):
     stroke(browser, second, [(200, 60), (170, 130), (145, 190), (125, 240)])  # then its stem
     browser.find_element(By.ID, "compare").click()
     verdict = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "verdict").text)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / "serve-page.png"))
+    screenshots.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(screenshots / "serve-page.png"))
     assert verdict.startswith("1 ≤ 7 — yes"), verdict
     seen = browser.find_element(By.ID, "seen-first").get_attribute("src")
     assert seen.startswith("data:image/png;base64,")  # the digit the model saw is shown
