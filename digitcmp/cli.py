@@ -112,11 +112,14 @@ def require_training(command: str) -> None:
 
 
 def prepare_out(folder: Path) -> Path:
-    """Create the results folder and check it is writable, before any training spends time on it."""
+    """Check that the results folder can be made and written, before any training spends time on it. The folder
+    itself appears with the first file the run keeps, so a command that fails before that leaves nothing behind."""
     if folder.exists() and not folder.is_dir():
         raise DigitcmpError(f"--out {folder} is a file; name a folder for the results")
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise DigitcmpError(f"--out {folder}: {existing} is a file; name a folder for the results")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise DigitcmpError(f"--out {folder} is not writable; choose another folder")
     return folder
 

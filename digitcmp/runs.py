@@ -33,13 +33,15 @@ class RunFolder:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.cells = self.folder / "cells"
+        self.unrecorded: dict | None = None  # a fresh run's config.json, written with the first thing it keeps
 
     def start(self, kind: str, config: dict, data: str, resume: bool) -> dict[str, dict]:
-        """Record the run's configuration and data (or check them against the run being resumed) and return the
-        records of the cells already finished (none unless resuming)."""
+        """Take the run's configuration and data (or check them against the run being resumed) and return the
+        records of the cells already finished (none unless resuming). A fresh run's ``config.json`` is written
+        with its first cell (``record_config``), so a run that fails before any cell leaves no folder behind."""
         if not resume:
             shutil.rmtree(self.cells, ignore_errors=True)  # a fresh run never mixes in an older run's cells
-            write_json(self.folder / CONFIG, {"kind": kind, "config": config, "data": data})
+            self.unrecorded = {"kind": kind, "config": config, "data": data}
             return {}
         saved = read_config(self.folder)
         if saved["kind"] != kind:
@@ -58,6 +60,7 @@ class RunFolder:
     def save(self, identity: str, record: dict, save_checkpoint) -> None:
         """Keep a finished cell: its checkpoint first (``save_checkpoint(path)``, when it trained), then the record
         whose presence marks the cell finished."""
+        self.record_config()
         if save_checkpoint is not None:
             save_checkpoint(self.cells / f"{identity}.pt")
         write_json(self.cells / f"{identity}.json", record)
@@ -80,8 +83,17 @@ class RunFolder:
                 if on_done is not None:
                     on_done(record)
         except KeyboardInterrupt:
-            return True
-        return False
+            interrupted = True
+        else:
+            interrupted = False
+        self.record_config()  # also when stopped before its first cell: --resume starts it over
+        return interrupted
+
+    def record_config(self) -> None:
+        """Write a fresh run's ``config.json`` (what --resume reads back), once."""
+        if self.unrecorded is not None:
+            write_json(self.folder / CONFIG, self.unrecorded)
+            self.unrecorded = None
 
     def copy_checkpoint(self, identity: str, path: Path) -> Path:
         """A finished cell's checkpoint as ``path`` (best.pt), written atomically."""

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_one_line_error
+from conftest import REPO, assert_one_line_error
 from rich.console import Console
+from test_cli import refuse_training
 from typer.testing import CliRunner
 
 import digitcmp.bench as bench_module
-from digitcmp.bench import BenchConfig, Job, Outcome, best_record, compare, expand, run_study, variant_record
+from digitcmp.bench import (
+    BenchConfig,
+    Job,
+    Outcome,
+    best_record,
+    cell_key,
+    compare,
+    expand,
+    recipe_changes,
+    run_study,
+    variant_record,
+)
 from digitcmp.cli import app
 from digitcmp.config import TrainConfig
 from digitcmp.data import load_source
@@ -118,6 +132,55 @@ def test_compare_flags_accuracy_and_time_regressions_only_beyond_tolerance():
     assert rows["d"]["status"] == "new" and not rows["d"]["regression"]
 
 
+def gate(old: dict, new: dict, **tolerances: float) -> dict:
+    """The row compare gives one cell against its baseline cell."""
+    settings = {"tolerance": 0.125, "time_tolerance": 1.0, **tolerances}
+    (row,) = compare({"variants": [new]}, {"variants": [old]}, **settings)
+    return row
+
+
+# Accuracies and times that are exact in binary, so that a boundary is the boundary.
+@pytest.mark.parametrize(
+    ("baseline", "current", "regression"),
+    [
+        (0.875, 0.75, False),  # a drop of exactly the tolerance is allowed
+        (0.875, 0.75 + 2**-10, False),
+        (0.875, 0.75 - 2**-10, True),  # just beyond it is not
+        (0.5, 0.875, False),  # an improvement far beyond the tolerance is no regression
+    ],
+)
+def test_the_accuracy_gate_fails_only_a_drop_beyond_the_tolerance(baseline, current, regression):
+    row = gate(record("a", baseline, 1.0), record("a", current, 1.0))
+    assert row["status"] == "compared" and row["accuracy_delta"] == current - baseline
+    assert row["accuracy_regression"] is regression and row["regression"] is regression
+
+
+@pytest.mark.parametrize(
+    ("baseline", "current", "slack", "regression"),
+    [
+        (2.0, 4.0, 0.0, False),  # twice as slow is exactly --time-tolerance 1.0
+        (2.0, 4.0 + 2**-10, 0.0, True),
+        (2.0, 1.0, 0.0, False),  # faster
+        (4.0, 10.0, 5.0, True),  # +150 %, and 6 s more than a 5 s slack
+        (4.0, 10.0, 6.0, False),  # 6 s more is exactly the slack
+        (4.0, 10.0, 7.0, False),
+    ],
+)
+def test_the_time_gate_fails_only_beyond_both_the_ratio_and_the_slack(baseline, current, slack, regression):
+    row = gate(record("a", 0.9, baseline), record("a", 0.9, current), time_slack=slack)
+    assert row["time_regression"] is regression and row["regression"] is regression
+    assert not row["accuracy_regression"]
+
+
+def test_a_failed_cell_is_a_regression_with_or_without_its_baseline_cell():
+    failed = {**record("a", 0.9, 1.0), "status": "failed"}
+    for baseline in ([record("a", 0.9, 1.0)], []):
+        (row,) = compare({"variants": [failed]}, {"variants": baseline}, tolerance=0.03, time_tolerance=1.0)
+        assert row["status"] == "failed" and row["regression"]
+    (row,) = compare({"variants": [record("a", 0.9, 1.0)]}, {"variants": [failed]}, tolerance=0.03, time_tolerance=1.0)
+    assert row["status"] == "new" and not row["regression"]  # a baseline cell that failed has nothing to compare
+
+
 def test_compare_time_slack_forgives_noise_in_sub_second_variants_only():
     baseline = {"variants": [record("fast", 0.9, 0.2), record("slow", 0.9, 10.0, arch="deep-fc")]}
     current = {"variants": [record("fast", 0.9, 1.1), record("slow", 0.9, 25.0, arch="deep-fc")]}
@@ -202,10 +265,13 @@ def test_compare_against_a_better_baseline_exits_1(bench_run, tmp_path):
 @pytest.mark.slow
 def test_compare_with_the_same_run_passes(bench_run, tmp_path):
     out, _ = bench_run
-    result = bench(
-        *SMALL, "--out", str(tmp_path), "-q", "--compare", str(out / "results.json"), "--time-tolerance", "100"
-    )
-    assert result.exit_code == 0, result.output  # same seed, same code: the same accuracies
+    baseline = out / "results.json"
+    result = bench(*SMALL, "--out", str(tmp_path), "-q", "--compare", str(baseline), "--tolerance", "0",
+                   "--time-tolerance", "100")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    accuracies = [[v["test_accuracy_mean"] for v in json.loads(path.read_text())["variants"]]
+                  for path in (baseline, tmp_path / "results.json")]  # fmt: skip
+    assert accuracies[0] == accuracies[1]  # same seed, same code: the same accuracies
 
 
 @pytest.mark.parametrize(
@@ -217,8 +283,10 @@ def test_compare_with_the_same_run_passes(bench_run, tmp_path):
         (("--time-slack", "-1"), ("--time-slack", "0")),
     ],
 )
-def test_bench_user_mistakes_end_in_one_line(args, words):
-    assert_one_line_error(bench(*args), 2, *words)
+def test_bench_user_mistakes_end_in_one_line(tmp_path, monkeypatch, args, words):
+    refuse_training(monkeypatch)
+    assert_one_line_error(bench(*args, "--out", str(tmp_path / "run")), 2, *words)
+    assert not (tmp_path / "run").exists()
 
 
 def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
@@ -258,17 +326,36 @@ def test_bench_json_prints_the_results_document(bench_run):
     assert json.loads(result.stdout)["variants"] == json.loads((out / "again" / "results.json").read_text())["variants"]
 
 
-@pytest.mark.parametrize(("args", "expected"), [((), bench_module.QUICK_EPOCHS), (("--epochs", "2"), None)])
-def test_quick_trains_each_architecture_for_its_own_epochs_unless_epochs_given(monkeypatch, tmp_path, args, expected):
-    seen = {}
+def quick_config(monkeypatch: pytest.MonkeyPatch, out: Path, *args: str) -> BenchConfig:
+    """The configuration ``bench --quick`` runs (the study itself is stopped before it starts)."""
+    seen = []
 
     def fake_study(config, *rest):
-        seen.update({job.variant.arch: job.config.epochs for job in expand(config)})
-        seen["rounds"] = config.rounds
+        seen.append(config)
         raise DigitcmpError("stopped by the test")
 
     monkeypatch.setattr(bench_module, "run_study", fake_study)
-    assert_one_line_error(bench("--quick", *args, "--out", str(tmp_path / "run")), 2, "stopped by the test")
-    rounds = seen.pop("rounds")
-    assert rounds == bench_module.QUICK_ROUNDS and set(seen) == set(bench_module.QUICK_EPOCHS)
-    assert seen == (expected or dict.fromkeys(seen, 2))
+    assert_one_line_error(bench("--quick", *args, "--out", str(out)), 2, "stopped by the test")
+    return seen[0]
+
+
+@pytest.mark.parametrize(("args", "expected"), [((), bench_module.QUICK_EPOCHS), (("--epochs", "2"), None)])
+def test_quick_trains_each_architecture_for_its_own_epochs_unless_epochs_given(monkeypatch, tmp_path, args, expected):
+    config = quick_config(monkeypatch, tmp_path / "run", *args)
+    epochs = {job.variant.arch: job.config.epochs for job in expand(config)}
+    assert config.rounds == bench_module.QUICK_ROUNDS and set(epochs) == set(bench_module.QUICK_EPOCHS)
+    assert epochs == (expected or dict.fromkeys(epochs, 2))
+
+
+def test_the_committed_baseline_holds_exactly_the_quick_grids_cells(monkeypatch, tmp_path):
+    """The CI gate runs bench --quick against benchmarks/baseline.json cell by cell. A cell the baseline lacks is
+    'new' and compared with nothing, so cells that drift apart would let the gate pass without a comparison; a
+    baseline cell trained with other settings (epochs) would compare unlike with unlike."""
+    jobs = expand(quick_config(monkeypatch, tmp_path / "run"))
+    baseline = json.loads((REPO / "benchmarks" / "baseline.json").read_text())["variants"]
+    assert all(cell["status"] == "ok" for cell in baseline)
+    assert sorted(cell_key(cell) for cell in baseline) == sorted(cell_key(job.key()) for job in jobs)
+    cells = {cell_key(cell): cell for cell in baseline}
+    for job in jobs:
+        record = {"train_config": json.loads(json.dumps(asdict(job.config)))}
+        assert recipe_changes(record, cells[cell_key(job.key())]) == [], job.variant.name

@@ -10,6 +10,9 @@ import torch
 from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
+import digitcmp.bench
+import digitcmp.train
+import digitcmp.tune
 from digitcmp import __version__
 from digitcmp.cli import app
 from digitcmp.model.checkpoint import load_checkpoint
@@ -20,6 +23,16 @@ runner = CliRunner()
 def run(*args: str):
     """Invoke the CLI in-process; DIGITCMP_DATA is cleared so the bundled sample is the default."""
     return runner.invoke(app, list(args), env={"DIGITCMP_DATA": ""})
+
+
+def refuse_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a command that should stop at its checks starts training (for minutes) instead."""
+
+    def trains(*args: object, **kwargs: object) -> None:
+        pytest.fail("the command started training instead of refusing its input")
+
+    for module in (digitcmp.train, digitcmp.bench, digitcmp.tune):
+        monkeypatch.setattr(module, "train_variant", trains)
 
 
 def test_help_lists_every_command_and_version_prints():
@@ -102,30 +115,34 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
         (("--download",), ("--data-dir",)),
     ],
 )
-def test_user_mistakes_end_in_one_clear_line(args, words):
-    assert_one_line_error(run("train", *args), 2, *words)
+def test_user_mistakes_end_in_one_clear_line(tmp_path, monkeypatch, args, words):
+    refuse_training(monkeypatch)
+    assert_one_line_error(run("train", *args, "--out", str(tmp_path / "run")), 2, *words)
+    assert not (tmp_path / "run").exists()  # a refused command leaves no run folder behind
 
 
-def test_bad_flag_values_are_usage_errors():
-    assert_one_line_error(run("train", "--epochs", "many"), 2, "--epochs")
-    assert_one_line_error(run("train", "--rounds", "0"), 2, "--rounds")
+def test_bad_flag_values_are_usage_errors(tmp_path, monkeypatch):
+    refuse_training(monkeypatch)
+    assert_one_line_error(run("train", "--epochs", "many", "--out", str(tmp_path)), 2, "--epochs")
+    assert_one_line_error(run("train", "--rounds", "0", "--out", str(tmp_path)), 2, "--rounds")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
-def test_cuda_without_gpu_is_a_clear_error():
-    assert_one_line_error(run("train", "--device", "cuda"), 2, "CUDA", "--device cpu")
+def test_cuda_without_gpu_is_a_clear_error(tmp_path, monkeypatch):
+    refuse_training(monkeypatch)
+    assert_one_line_error(run("train", "--device", "cuda", "--out", str(tmp_path)), 2, "CUDA", "--device cpu")
 
 
-def test_an_unwritable_output_folder_is_one_line(tmp_path):
+def test_an_unwritable_output_folder_is_one_line(tmp_path, monkeypatch):
+    refuse_training(monkeypatch)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     result = run("train", "--arch", "shallow-fc", "--epochs", "1", "--pairs", "50", "--out", str(blocker / "run"), "-q")
-    assert_one_line_error(result, 2, str(blocker))
+    assert_one_line_error(result, 2, str(blocker), "is a file")
 
 
 def test_the_output_folder_is_checked_before_any_training(tmp_path, monkeypatch):
-    import digitcmp.train
-
+    refuse_training(monkeypatch)
     monkeypatch.setattr(digitcmp.train, "train_and_save", lambda *a, **k: pytest.fail("trained before checking --out"))
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

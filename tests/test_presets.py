@@ -4,18 +4,17 @@ published table follows the combined-spread rule."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from conftest import assert_one_line_error
-from typer.testing import CliRunner
+from test_cli import refuse_training, run
 
-from digitcmp.cli import app
+from digitcmp.bench import reproduction
 from digitcmp.config import TrainConfig
 from digitcmp.model.network import ComparisonNet, count_parameters
 from digitcmp.presets import PRESETS, get_preset, within
 from digitcmp.variant import create_variant
-
-runner = CliRunner()
 
 
 def test_five_presets_each_with_its_report_and_published_cells():
@@ -53,20 +52,45 @@ def test_within_the_combined_spread():
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_runs_and_reports_against_its_table(tmp_path, name):
     args = ["bench", "--preset", name, "--rounds", "1", "--epochs", "1", "--pairs", "60", "--out", str(tmp_path)]
-    result = runner.invoke(app, args, env={"DIGITCMP_DATA": ""})
+    result = run(*args)
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "reproduction.json").read_text())
     preset = get_preset(name)
     assert [r["cell"] for r in rows] == [c.label for c in preset.cells if c.published]
-    for row in rows:
+    records = {record["cell"]: record for record in json.loads((tmp_path / "results.json").read_text())["variants"]}
+    for row, cell in zip(rows, (c for c in preset.cells if c.published), strict=True):
         assert row["report"] == preset.report and row["command"].startswith("digitcmp bench --preset")
-        assert row["within"] == within(
-            (row["published_mean"], row["published_std"]), (row["ours_mean"], row["ours_std"])
-        )
+        assert (row["published_mean"], row["published_std"]) == cell.published
+        metric = "best_epoch_test_accuracy" if preset.published_metric == "best-epoch" else "test_accuracy"
+        ours = records[row["cell"]][f"{metric}_mean"], records[row["cell"]][f"{metric}_std"]
+        assert (row["ours_mean"], row["ours_std"]) == pytest.approx(ours, abs=1e-6)  # the metric the report published
+        gap, spread = abs(ours[0] - cell.published[0]), 2 * math.hypot(cell.published[1], ours[1])
+        assert row["within"] == (gap <= spread)  # |Δ| ≤ 2·√(σ₁² + σ₂²)
     assert "Against the report" in result.stdout
 
 
-def test_a_preset_refuses_grid_flags_and_unknown_names():
-    assert_one_line_error(runner.invoke(app, ["bench", "--preset", "three-pipes", "--lr", "1e-3"]), 2, "--lr")
-    assert_one_line_error(runner.invoke(app, ["bench", "--preset", "three-pipe"]), 2, "did you mean 'three-pipes'")
-    assert_one_line_error(runner.invoke(app, ["tune", "--preset", "three-pipes"]), 2, "searched nothing")
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_the_comparison_uses_the_metric_the_report_published(name):
+    """A last epoch 20 points below the report's figure and a best epoch level with it: the row shows, and judges,
+    the metric the report published."""
+    preset = get_preset(name)
+    cells = [cell for cell in preset.cells if cell.published]
+    records = [{"cell": cell.label, "status": "ok", "seconds_per_round": 1.0,
+                "test_accuracy_mean": cell.published[0] - 0.2, "test_accuracy_std": 0.001,
+                "best_epoch_test_accuracy_mean": cell.published[0], "best_epoch_test_accuracy_std": 0.002}
+               for cell in cells]  # fmt: skip
+    best_epoch = preset.published_metric == "best-epoch"
+    for row, cell in zip(reproduction(name, records, "digitcmp bench"), cells, strict=True):
+        assert row["ours_mean"] == round(cell.published[0] - (0 if best_epoch else 0.2), 6)
+        assert row["ours_std"] == (0.002 if best_epoch else 0.001)
+        assert row["ours_last_epoch_mean"] == round(cell.published[0] - 0.2, 6)
+        assert row["within"] is best_epoch
+
+
+def test_a_preset_refuses_grid_flags_and_unknown_names(tmp_path, monkeypatch):
+    refuse_training(monkeypatch)
+    out = ("--out", str(tmp_path / "run"))
+    assert_one_line_error(run("bench", "--preset", "three-pipes", "--lr", "1e-3", *out), 2, "--lr")
+    assert_one_line_error(run("bench", "--preset", "three-pipe", *out), 2, "did you mean 'three-pipes'")
+    assert_one_line_error(run("tune", "--preset", "three-pipes", *out), 2, "searched nothing")
+    assert not (tmp_path / "run").exists()

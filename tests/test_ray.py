@@ -1,8 +1,10 @@
 """bench and tune on Ray: the same per-round results as the local executor, cells spread over a cluster's nodes,
-a lost worker's cell run again, and --resume after a killed run training only the cells it had not finished."""
+a lost worker's cell run again, and --resume after a killed run training only the cells it had not finished (slow,
+and only where Ray is installed); without Ray, the executor says how to install it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import time
 import pytest
 import torch
 from conftest import REPO, assert_one_line_error
+from test_cli import refuse_training
 from typer.testing import CliRunner
 
 from digitcmp.bench import BenchConfig, Job, bench_cell, expand, failed_outcome, run_study
@@ -21,8 +24,7 @@ from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.executor import ExecutorConfig, run_cells
 
-ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
 CPU = torch.device("cpu")
 GRID = BenchConfig(archs=("shallow-fc", "deep-fc"), rounds=2, pairs=100, test_pairs=100, overrides={"epochs": 2})
 
@@ -32,12 +34,20 @@ def per_round(document: dict) -> dict[str, list]:
             for v in document["variants"]}  # fmt: skip
 
 
+@pytest.fixture()
+def ray():
+    """The ray module, for the tests that start clusters."""
+    return pytest.importorskip("ray")
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> dict:
     return run_study(GRID, load_source(None), CPU, tmp_path_factory.mktemp("local")).document
 
 
-def test_a_grid_on_ray_gives_the_local_executors_per_round_results(local_run, tmp_path):
+@pytest.mark.slow
+@needs_ray
+def test_a_grid_on_ray_gives_the_local_executors_per_round_results(ray, local_run, tmp_path):
     document = run_study(GRID, load_source(None), CPU, tmp_path, executor=ExecutorConfig("ray")).document
     assert not ray.is_initialized()  # the local cluster started for the run is stopped after it
     assert per_round(document) == per_round(local_run)
@@ -45,7 +55,9 @@ def test_a_grid_on_ray_gives_the_local_executors_per_round_results(local_run, tm
     assert all(v["node"].startswith("ray:") for v in document["variants"])
 
 
-def test_a_two_node_cluster_spreads_the_cells_over_both_nodes(local_run, tmp_path):
+@pytest.mark.slow
+@needs_ray
+def test_a_two_node_cluster_spreads_the_cells_over_both_nodes(ray, local_run, tmp_path):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -63,6 +75,8 @@ def test_a_two_node_cluster_spreads_the_cells_over_both_nodes(local_run, tmp_pat
     assert per_round(document) == per_round(local_run)
 
 
+@pytest.mark.slow
+@needs_ray
 def test_a_cell_whose_worker_dies_runs_again(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -89,6 +103,8 @@ def dies_always(job, shared, device, on_epoch):
     os._exit(1)
 
 
+@pytest.mark.slow
+@needs_ray
 def test_resume_after_a_killed_run_trains_only_the_missing_cells(local_run, tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "--arch", "shallow-fc,deep-fc", "--rounds", "2", "--epochs", "2", "--pairs", "100",
@@ -109,10 +125,12 @@ def test_resume_after_a_killed_run_trains_only_the_missing_cells(local_run, tmp_
     assert per_round(json.loads((out / "results.json").read_text())) == per_round(local_run)
 
 
-def test_without_ray_the_executor_says_how_to_install_it(monkeypatch):
-    import importlib.util
-
+def test_without_ray_the_executor_says_how_to_install_it(monkeypatch, tmp_path):
+    refuse_training(monkeypatch)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
-    result = CliRunner().invoke(app, ["bench", "--executor", "ray", "--quick"], env={"DIGITCMP_DATA": ""})
-    assert_one_line_error(result, 2, "pip install 'digitcmp[ray]'")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it fails too
+    for command in ("bench", "tune"):
+        args = [command, "--executor", "ray", "--arch", "shallow-fc", "--out", str(tmp_path / command)]
+        result = CliRunner().invoke(app, args, env={"DIGITCMP_DATA": ""})
+        assert_one_line_error(result, 2, "--executor ray needs Ray", "pip install 'digitcmp[ray]'")
