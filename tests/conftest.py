@@ -110,3 +110,25 @@ def mnist_test_dir() -> Path:
             pytest.fail(f"{DATA_ENV}={named} holds no MNIST test set ({TEST_STEMS[0]}[.gz]); fix or unset it")
         pytest.skip(f"MNIST test set not found in {folder}")
     return folder
+
+
+def run(*args: str):
+    """Invoke the CLI in-process; DIGITCMP_DATA is cleared so the bundled sample is the default."""
+    from typer.testing import CliRunner
+
+    from digitcmp.cli import app
+
+    return CliRunner().invoke(app, list(args), env={DATA_ENV: ""})
+
+
+def refuse_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a command that should stop at its checks starts training (for minutes) instead."""
+    import digitcmp.bench
+    import digitcmp.train
+    import digitcmp.tune
+
+    def trains(*args: object, **kwargs: object) -> None:
+        pytest.fail("the command started training instead of refusing its input")
+
+    for module in (digitcmp.train, digitcmp.bench, digitcmp.tune):
+        monkeypatch.setattr(module, "train_variant", trains)

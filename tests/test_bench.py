@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, assert_one_line_error
+from conftest import REPO, assert_one_line_error, refuse_training
 from rich.console import Console
-from test_cli import refuse_training
 from typer.testing import CliRunner
 
 import digitcmp.bench as bench_module

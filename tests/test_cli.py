@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, refuse_training, run
 from typer.testing import CliRunner
 
 import digitcmp.bench
@@ -16,23 +16,6 @@ import digitcmp.tune
 from digitcmp import __version__
 from digitcmp.cli import app
 from digitcmp.model.checkpoint import load_checkpoint
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    """Invoke the CLI in-process; DIGITCMP_DATA is cleared so the bundled sample is the default."""
-    return runner.invoke(app, list(args), env={"DIGITCMP_DATA": ""})
-
-
-def refuse_training(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if a command that should stop at its checks starts training (for minutes) instead."""
-
-    def trains(*args: object, **kwargs: object) -> None:
-        pytest.fail("the command started training instead of refusing its input")
-
-    for module in (digitcmp.train, digitcmp.bench, digitcmp.tune):
-        monkeypatch.setattr(module, "train_variant", trains)
 
 
 def test_help_lists_every_command_and_version_prints():
@@ -183,7 +166,7 @@ def test_list_shows_every_architecture_with_its_parameters():
 
 
 def test_help_puts_research_knobs_in_the_advanced_panel():
-    text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     main, advanced = (re.findall(r"│ (--[a-z-]+)", part) for part in text.split("Advanced", 1))  # option rows
     assert {"--arch", "--rounds", "--epochs", "--data-dir", "--out"} <= set(main) - set(advanced)
     assert {"--label-smoothing", "--all-pairs", "--tta-warps", "--optimizer"} <= set(advanced) - set(main)

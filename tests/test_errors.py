@@ -16,10 +16,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import assert_one_line_error, write_idx_pair
+from conftest import assert_one_line_error, refuse_training, run, write_idx_pair
 from onnx import TensorProto, helper
 from PIL import Image
-from test_cli import refuse_training, run
 from test_options import fill
 
 import digitcmp.bench

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 import torch
 import typer.main
-from conftest import write_idx_pair
-from test_cli import run
+from conftest import run, write_idx_pair
 
 import digitcmp.bench
 import digitcmp.data

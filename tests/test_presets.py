@@ -7,8 +7,7 @@ import json
 import math
 
 import pytest
-from conftest import assert_one_line_error
-from test_cli import refuse_training, run
+from conftest import assert_one_line_error, refuse_training, run
 
 from digitcmp.bench import reproduction
 from digitcmp.config import TrainConfig

@@ -14,8 +14,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, assert_one_line_error
-from test_cli import refuse_training
+from conftest import REPO, assert_one_line_error, refuse_training
 from typer.testing import CliRunner
 
 from digitcmp.bench import BenchConfig, Job, bench_cell, expand, failed_outcome, run_study
