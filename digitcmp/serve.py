@@ -42,61 +42,73 @@ def png_data_url(digit: Digit) -> str:
 
 
 def create_app(model_path: Path | None = None) -> Starlette:
-    """The web application around one loaded model (the shipped one by default)."""
-    model = load_model(model_path)
-    page = (importlib.resources.files("digitcmp") / "web" / "index.html").read_text(encoding="utf-8")
-
-    async def index(request: Request) -> HTMLResponse:
-        return HTMLResponse(page)
-
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__})
-
-    async def model_info(request: Request) -> JSONResponse:
-        return JSONResponse(model_summary(model))
-
-    async def compare_images(request: Request) -> Response:
-        """POST first and second (multipart/form-data) → predict's JSON (``?include=digits`` adds what the model
-        saw, for the page)."""
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            return error(415, "send the images as multipart/form-data fields 'first' and 'second'")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return error(413, f"the request is over {MAX_BODY_BYTES:,} bytes; send two images of at most "
-                              f"{MAX_IMAGE_BYTES:,} bytes each")  # fmt: skip
-        try:
-            form = await request.form(max_files=2, max_fields=4, max_part_size=MAX_IMAGE_BYTES)
-        except Exception as exc:  # the multipart parser's own errors: malformed or oversized parts
-            return error(400, f"the form cannot be read ({str(exc).splitlines()[0][:120]})")
-        images = {}
-        for field in FIELDS:
-            upload = form.get(field)
-            if not isinstance(upload, UploadFile):
-                return error(400, f"{field}: missing; send an image file in the form field '{field}'")
-            data = await upload.read()
-            if len(data) > MAX_IMAGE_BYTES:
-                return error(413, f"{field}: {len(data):,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit")
-            if not data:
-                return error(400, f"{field}: empty; send an image file")
-            images[field] = data
-        try:
-            prediction, digits = await run_in_threadpool(predict_images, model, images)
-        except TooLarge as exc:
-            return error(413, str(exc))
-        except DigitcmpError as exc:
-            return error(400, str(exc))
-        answer = prediction.to_dict()
-        if request.query_params.get("include") == "digits":
-            answer["seen"] = {field: png_data_url(digit) for field, digit in zip(FIELDS, digits, strict=True)}
-        return JSONResponse(answer)
-
+    """The web application around one loaded model (the shipped one by default), kept in the app's state."""
     routes = [
         Route("/", index),
         Route("/healthz", healthz),
         Route("/api/model", model_info),
         Route("/api/compare", compare_images, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed, 500: server_error})
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed, 500: server_error})
+    app.state.model = load_model(model_path)
+    app.state.page = (importlib.resources.files("digitcmp") / "web" / "index.html").read_text(encoding="utf-8")
+    return app
+
+
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(request.app.state.page)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def model_info(request: Request) -> JSONResponse:
+    return JSONResponse(model_summary(request.app.state.model))
+
+
+async def compare_images(request: Request) -> Response:
+    """POST first and second (multipart/form-data) → predict's JSON (``?include=digits`` adds what the model saw,
+    for the page)."""
+    images = await read_images(request)
+    if isinstance(images, Response):
+        return images
+    try:
+        prediction, digits = await run_in_threadpool(predict_images, request.app.state.model, images)
+    except TooLarge as exc:
+        return error(413, str(exc))
+    except DigitcmpError as exc:
+        return error(400, str(exc))
+    answer = prediction.to_dict()
+    if request.query_params.get("include") == "digits":
+        answer["seen"] = {field: png_data_url(digit) for field, digit in zip(FIELDS, digits, strict=True)}
+    return JSONResponse(answer)
+
+
+async def read_images(request: Request) -> dict[str, bytes] | Response:
+    """The two images' bytes by field, or the 4xx response that says what is wrong with the request."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return error(415, "send the images as multipart/form-data fields 'first' and 'second'")
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        return error(413, f"the request is over {MAX_BODY_BYTES:,} bytes; send two images of at most "
+                          f"{MAX_IMAGE_BYTES:,} bytes each")  # fmt: skip
+    try:
+        form = await request.form(max_files=2, max_fields=4, max_part_size=MAX_IMAGE_BYTES)
+    except Exception as exc:  # the multipart parser's own errors: malformed or oversized parts
+        return error(400, f"the form cannot be read ({str(exc).splitlines()[0][:120]})")
+    images = {}
+    for field in FIELDS:
+        upload = form.get(field)
+        if not isinstance(upload, UploadFile):
+            return error(400, f"{field}: missing; send an image file in the form field '{field}'")
+        data = await upload.read()
+        if len(data) > MAX_IMAGE_BYTES:
+            return error(413, f"{field}: {len(data):,} bytes, over the {MAX_IMAGE_BYTES:,}-byte limit")
+        if not data:
+            return error(400, f"{field}: empty; send an image file")
+        images[field] = data
+    return images
 
 
 def predict_images(model: Model, images: dict[str, bytes]):
