@@ -82,6 +82,13 @@ def write_idx_pair(folder: Path, stems: tuple[str, str], images: np.ndarray, lab
         (folder / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
 
 
+@pytest.fixture(autouse=True)
+def work_in_a_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own temporary folder, so a relative path (a default ``runs/`` or ``models/``) never
+    lands in the checkout or in another test's way."""
+    monkeypatch.chdir(tmp_path)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that read the official MNIST test set carry the ``mnist`` marker (``-m "not mnist"`` leaves them out)."""
     for item in items:

@@ -99,14 +99,19 @@ class Distorted(nn.Module):
     """A network whose comparison logit is shifted, and the logit of one digit class too: exported in place of the
     real one, it makes an ONNX file that differs from torch in a known way."""
 
-    def __init__(self, net: ComparisonNet, shift: float = 0.0, digit: int = 0, digit_shift: float = 0.0) -> None:
+    def __init__(
+        self, net: ComparisonNet, shift: float = 0.0, digit: int = 0, digit_shift: float = 0.0, alone: bool = False
+    ) -> None:
         super().__init__()
-        self.net, self.shift = net, shift
+        self.net, self.shift, self.alone = net, shift, alone
         self.register_buffer("digit_offsets", torch.zeros(10).index_fill_(0, torch.tensor([digit]), digit_shift))
 
     def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``alone``: distorted only when a pair comes on its own (batch size 1), as a graph whose result depends on
+        the batch size would be; the size is read with tensor operations so that it stays in the exported graph."""
         logits, digits = self.net(pairs)
-        return logits + self.shift, digits + self.digit_offsets
+        on = (pairs.new_ones(pairs.shape[1]).sum() == 1).to(pairs.dtype) if self.alone else 1.0
+        return logits + self.shift * on, digits + self.digit_offsets * on
 
 
 def export_distorted(monkeypatch, **distortion: float) -> None:
@@ -135,6 +140,9 @@ DIVERGENT = {
     "probability only": ({"digit": 0, "digit_shift": 2.5e-4}, True, True),
     # 0.5 becomes 0.5 + 1e-6, a tenth of the tolerance, yet every '>' answer turns into '≤'.
     "decisions only": ({"shift": 4e-6}, False, False),
+    # The same two, at batch size 1 only: the checks at the other batch sizes must not hide them.
+    "probability only, one pair at a time": ({"digit": 0, "digit_shift": 2.5e-4, "alone": True}, True, True),
+    "decisions only, one pair at a time": ({"shift": 4e-6, "alone": True}, False, False),
 }
 
 
@@ -158,6 +166,20 @@ def test_a_difference_within_the_tolerance_is_written(zero_network, tmp_path, mo
     summary = export_onnx(zero_network, tmp_path / "m.onnx", load_source(None), pairs=50)
     assert summary.parity_max_difference == pytest.approx(softmax_first(5e-5) - 0.1, abs=1e-7)
     assert summary.decisions_identical and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_export_by_default_checks_1000_pairs_at_three_batch_sizes_and_writes_models_variant(zero_network):
+    """With no --out, the file goes to models/<variant>.onnx under the working folder, opset 17, and its metadata
+    names the checkpoint it came from."""
+    summary = export_onnx(zero_network, None, load_source(None))
+    assert summary.path == Path("models") / "shallow-fc-ws-aux1.onnx" and summary.path.is_file()
+    assert summary.pairs_checked == 1000 and summary.batch_sizes == (1, 7, 1000) and summary.opset == 17
+    proto = onnx.load(str(summary.path))
+    assert [o.version for o in proto.opset_import] == [17]
+    metadata = json.loads({p.key: p.value for p in proto.metadata_props}["digitcmp"])
+    assert metadata["source_checkpoint"] == str(zero_network) and metadata["opset"] == 17
+    seconds = summary.metadata["export_seconds"]
+    assert 0 < seconds < 600 and seconds == round(seconds, 2)
 
 
 class Measured(NamedTuple):
