@@ -358,3 +358,19 @@ def test_the_committed_baseline_holds_exactly_the_quick_grids_cells(monkeypatch,
     for job in jobs:
         record = {"train_config": json.loads(json.dumps(asdict(job.config)))}
         assert recipe_changes(record, cells[cell_key(job.key())]) == [], job.variant.name
+
+
+def test_a_compared_row_reports_both_accuracies_and_both_times():
+    row = gate(record("a", 0.875, 2.0), record("a", 0.75, 3.0))
+    measured = (row["accuracy"], row["baseline_accuracy"], row["seconds"], row["baseline_seconds"])
+    assert measured == (0.75, 0.875, 3.0, 2.0)
+    assert row["slowdown"] == 0.5 and row["name"] == "a"
+
+
+def test_against_a_baseline_without_cells_every_cell_is_new_and_a_nameless_cell_goes_by_its_architecture():
+    nameless = {key: value for key, value in record("a", 0.9, 1.0).items() if key != "name"}
+    rows = compare({"variants": [nameless, record("b", 0.9, 1.0)]}, {}, 0.03, 1.0)
+    assert [(row["name"], row["status"], row["regression"]) for row in rows] == [
+        ("lenet", "new", False),
+        ("b", "new", False),
+    ]
