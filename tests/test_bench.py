@@ -374,3 +374,10 @@ def test_against_a_baseline_without_cells_every_cell_is_new_and_a_nameless_cell_
         ("lenet", "new", False),
         ("b", "new", False),
     ]
+
+
+def test_a_baseline_that_is_not_json_is_refused_naming_the_problem(tmp_path):
+    path = tmp_path / "baseline.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(DigitcmpError, match=r"cannot read baseline .*\(JSONDecodeError\); pass a bench results.json"):
+        bench_module.read_baseline(path)

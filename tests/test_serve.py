@@ -257,3 +257,20 @@ def test_the_page_draws_two_digits_and_reads_the_verdict(server, browser, screen
     assert verdict.startswith("1 ≤ 7 — yes"), verdict
     seen = browser.find_element(By.ID, "seen-first").get_attribute("src")
     assert seen.startswith("data:image/png;base64,")  # the digit the model saw is shown
+
+
+def test_a_request_without_a_content_type_is_told_what_to_send(client):
+    response = client.post("/api/compare", content=b"{}")
+    assert response.status_code == 415
+    assert response.json() == {"error": "send the images as multipart/form-data fields 'first' and 'second'"}
+
+
+def test_the_form_takes_four_text_fields_beside_the_images_and_text_up_to_an_images_size(client, good):
+    """Limits of the form parser: a fifth text field is refused; a text field of 2 MB (over the parser's own 1 MB
+    default, under the image limit) is not."""
+    files = {name: (f"{name}.png", data, "image/png") for name, data in zip(("first", "second"), good, strict=True)}
+    fields = {f"note{i}": "x" for i in range(4)}
+    assert client.post("/api/compare", files=files, data=fields).status_code == 200
+    refused = client.post("/api/compare", files=files, data={**fields, "note4": "x"})
+    assert refused.status_code == 400 and "the form cannot be read" in refused.json()["error"]
+    assert client.post("/api/compare", files=files, data={"note": "x" * 2_000_000}).status_code == 200
