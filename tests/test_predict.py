@@ -17,10 +17,11 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
+import digitcmp.predict as predict_module
 from digitcmp.cli import app
 from digitcmp.data import load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.predict import SURE, load_digit, load_model, predict_pairs, shipped_model
+from digitcmp.predict import SURE, Digit, Prediction, compare, load_digit, load_model, predict_pairs, shipped_model
 from digitcmp.preprocess import pool_digits
 
 runner = CliRunner()
@@ -288,3 +289,28 @@ def test_an_unsure_read_names_the_runner_up():
     console.print(prediction_panel(Prediction(digit, digit, 0.93, probabilities)))
     text = console.export_text()
     assert "unsure: or 9" in text and "4 ≤ 7 — yes (93.0%)" in text
+
+
+def blank(source: str) -> Digit:
+    return Digit(source, np.zeros((28, 28), np.uint8), np.zeros((14, 14), np.float32))
+
+
+def test_a_read_rounds_to_six_places_and_is_sure_from_the_threshold_up():
+    """Digit probabilities exactly at SURE are sure; just under it, unsure; values are rounded to 6 decimals."""
+    probabilities = np.zeros((2, 10))
+    probabilities[0, [4, 7]] = SURE, 1 - SURE
+    probabilities[1, [2, 5]] = 0.7999996, 0.2000004
+    answer = Prediction(blank("a.png"), blank("b.png"), 0.123456789, probabilities).to_dict()
+    assert answer["first"] == {"path": "a.png", "digit": 4, "probability": SURE, "runner_up": 7,
+                               "runner_up_probability": round(1 - SURE, 6), "unsure": False}  # fmt: skip
+    assert answer["second"]["probability"] == 0.8 and answer["second"]["runner_up_probability"] == 0.2
+    assert answer["second"]["unsure"] is True and answer["probability"] == 0.876543
+
+
+def test_compare_answers_every_pair_when_they_span_several_batches(monkeypatch):
+    """More pairs than one batch: every pair answered, in order."""
+    monkeypatch.setattr(predict_module, "BATCH", 2)
+    pairs = [labelled_pair(*labels) for labels in ((1, 2), (3, 3), (8, 0), (0, 9), (6, 6))]
+    prepared = [tuple(Digit(f"{d.label}.png", d.image, pool_digits(d.image[None])[0]) for d in pair) for pair in pairs]
+    answers = compare(load_model(), prepared)
+    assert [answer.digits for answer in answers] == [(a.label, b.label) for a, b in pairs]

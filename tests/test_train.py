@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 from dataclasses import replace
 
 import pytest
@@ -16,6 +17,8 @@ from digitcmp.errors import DigitcmpError
 from digitcmp.model.losses import comparison_loss
 from digitcmp.model.network import ComparisonNet, member_state
 from digitcmp.train import (
+    RoundResult,
+    RunResult,
     add_swapped,
     epoch_order,
     evaluate,
@@ -280,3 +283,16 @@ def test_the_kept_weights_are_the_round_that_validates_best(val_fraction, monkey
     expected = member_state(model, member)
     assert expected.keys() == result.best_state.keys()
     assert all(torch.equal(result.best_state[key], expected[key]) for key in expected)
+
+
+def test_a_summary_gives_each_metrics_mean_and_the_test_spread_over_rounds():
+    """Spread is the sample standard deviation over rounds; one round has none."""
+
+    def result(*accuracies: float) -> RunResult:
+        rounds = [RoundResult(i, 1 - a, None, a, None, 1.0) for i, a in enumerate(accuracies)]
+        return RunResult(create_variant("shallow-fc", True, 0.0), 1, TrainConfig(), "cpu", rounds, 0, {})
+
+    two = result(0.5, 0.75).summary()
+    assert (two["test_accuracy_mean"], two["test_accuracy_std"]) == (0.625, statistics.stdev([0.5, 0.75]))
+    assert two["train_accuracy_mean"] == 0.375 and two["val_accuracy_mean"] is None
+    assert result(0.5).summary()["test_accuracy_std"] == 0.0
