@@ -289,10 +289,11 @@ def test_a_summary_gives_each_metrics_mean_and_the_test_spread_over_rounds():
     """Spread is the sample standard deviation over rounds; one round has none."""
 
     def result(*accuracies: float) -> RunResult:
-        rounds = [RoundResult(i, 1 - a, None, a, None, 1.0) for i, a in enumerate(accuracies)]
+        rounds = [RoundResult(i, 1 - a, None, a, None, 1.0 + i) for i, a in enumerate(accuracies)]
         return RunResult(create_variant("shallow-fc", True, 0.0), 1, TrainConfig(), "cpu", rounds, 0, {})
 
     two = result(0.5, 0.75).summary()
     assert (two["test_accuracy_mean"], two["test_accuracy_std"]) == (0.625, statistics.stdev([0.5, 0.75]))
     assert two["train_accuracy_mean"] == 0.375 and two["val_accuracy_mean"] is None
+    assert two["seconds_per_round"] == 1.5
     assert result(0.5).summary()["test_accuracy_std"] == 0.0
