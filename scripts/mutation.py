@@ -30,7 +30,6 @@ SCOPE = {
                      "digitcmp.data.x_draw_rounds__*"],
     "comparison heads and losses": ["digitcmp.model.network.xǁStructuredHeadǁforward__*",
                                     "digitcmp.model.network.x_comparison_logit__*",
-                                    "digitcmp.model.network.xǁComparisonNetǁforward__*",
                                     "digitcmp.model.network.xǁComparisonNetǁsingle_view__*",
                                     "digitcmp.model.losses.*"],
     "training's round and checkpoint selection": ["digitcmp.train.x_train_variant__*",

@@ -29,6 +29,7 @@ from digitcmp.errors import DigitcmpError
 from digitcmp.export import (
     PARITY_TOLERANCE,
     ProbabilityModel,
+    build_metadata,
     check_parity,
     export_onnx,
     latest_checkpoint,
@@ -56,6 +57,17 @@ def checkpoints(tmp_path_factory):
         paths[variant.arch] = save_checkpoint(folder / f"{variant.arch}.pt", result.best_state, result.variant,
                                               {"params": result.params, "summary": result.summary()})  # fmt: skip
     return paths
+
+
+def test_the_metadata_carries_each_figure_of_the_checkpoint_under_its_own_name(tmp_path):
+    net = ComparisonNet(create_variant("shallow-fc", True, 1.0))
+    meta = {"params": 1234, "config": {"epochs": 3}, "data": "bundled sample",
+            "summary": {"test_accuracy_mean": 0.91, "test_accuracy_std": 0.02}}  # fmt: skip
+    metadata = build_metadata(net, meta, tmp_path / "c.pt", 17)
+    assert (metadata["test_accuracy_mean"], metadata["test_accuracy_std"]) == (0.91, 0.02)
+    assert (metadata["params"], metadata["train_config"], metadata["data"]) == (1234, {"epochs": 3}, "bundled sample")
+    assert metadata["variant"] == net.variant.to_dict() and metadata["variant_name"] == net.variant.name
+    assert metadata["source_checkpoint"] == str(tmp_path / "c.pt") and metadata["opset"] == 17
 
 
 @pytest.mark.slow

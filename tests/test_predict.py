@@ -76,6 +76,9 @@ def test_npy_mnist_digit_is_exactly_the_training_tensor(tmp_path, test_digits):
     assert np.array_equal(load_digit(tmp_path / "d.npy").image, digit)
     np.save(tmp_path / "p.npy", pool_digits(digit[None])[0])
     assert np.array_equal(load_digit(tmp_path / "p.npy").pooled, pool_digits(digit[None])[0])
+    assert digit.max() == 255  # so the 0-1 copy below reaches exactly 1.0
+    np.save(tmp_path / "f.npy", digit.astype(np.float32) / 255)  # the same digit as floats in [0, 1]
+    assert np.array_equal(load_digit(tmp_path / "f.npy").image, digit)
 
 
 @pytest.mark.parametrize("style", list(STYLES))

@@ -131,6 +131,22 @@ def test_resume_trains_only_the_cells_an_interrupted_tune_left(monkeypatch, tmp_
     ]  # fmt: skip
 
 
+def test_tuning_trains_its_own_epochs_and_the_evaluation_trains_the_cells(monkeypatch):
+    epochs: list[tuple[int, bool]] = []
+
+    def instant(variant, rounds, config, device, seed, on_epoch=None) -> RunResult:
+        epochs.append((config.epochs, config.curves))
+        results = [RoundResult(r.index, 1.0, 1.0, 1.0, 1.0, 0.0) for r in rounds]
+        return RunResult(variant, 1, config, "cpu", results, 0, {})
+
+    monkeypatch.setattr(tune_module, "train_variant", instant)
+    settings = {**TINY, "overrides": {"epochs": 7}}
+    config = TuneConfig(archs=("shallow-fc",), techniques=("none",), lrs=(1e-3, 3e-3), tune_epochs=2, **settings)
+    (cell,) = run_tune(config, load_source(None), CPU)
+    assert epochs == [(2, False), (2, False), (7, True)]  # two short trials, then the selection in full, with curves
+    assert cell.outcome.job.config.epochs == 7 and cell.outcome.result.config.epochs == 7
+
+
 @pytest.mark.slow
 def test_tune_command_prints_the_table_and_writes_its_files(tmp_path):
     args = ["tune", "--arch", "shallow-fc", "--lr", "1e-3,3e-3", "--folds", "3", "--epochs", "2", "--rounds", "2",
