@@ -28,11 +28,8 @@ from .schema import SCHEMA_VERSION
 from .train import RunResult, environment, train_variant
 from .variant import Variant, create_variant
 
-# --quick: the study's grid for 3 rounds, each architecture trained for the fewest epochs after which its row ranks
-# the techniques as the full study does (auxiliary loss above none, weight sharing not below none), measured on
-# 2 CPU cores (docs/bench.md): the fully connected towers and lenet keep the full 25, conv6 needs 10, vgg4 3.
+# --quick: the study's grid for 3 rounds, each architecture for its registry entry's quick_epochs.
 QUICK_ROUNDS = 3
-QUICK_EPOCHS = {"shallow-fc": 25, "deep-fc": 25, "lenet": 25, "conv6": 10, "vgg4": 3}
 # What identifies a grid cell in results files, baselines and comparisons: the variant and the training axes.
 TRAINING_AXES = ("lr", "batch_size", "weight_decay")
 KEY_FIELDS = (*(f.name for f in fields(Variant)), *TRAINING_AXES)
@@ -75,7 +72,7 @@ class Job:
 
     def key(self) -> dict:
         """The fields that identify this cell in results files and baselines."""
-        values = {**self.variant.to_dict(), **asdict(self.config)}
+        values = {**self.variant.to_dict(), **self.config.to_dict()}
         return {name: values[name] for name in KEY_FIELDS}
 
     @property
@@ -129,7 +126,7 @@ def expand(config: BenchConfig) -> list[Job]:
         ):
             options = {name: value for (name, _), value in zip(towers, tower, strict=True)}
             variant = create_variant(arch, ws, aux, **options, **config.variant_options)
-            train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).fitted(variant).check()
+            train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).fitted(variant)
             if all(job.key() != Job(variant, train).key() for job in jobs):  # collapsed axes repeat cells
                 jobs.append(Job(variant, train))
     return jobs
@@ -173,7 +170,7 @@ def variant_record(outcome: Outcome) -> dict:
         **outcome.job.key(),
         "name": outcome.job.variant.name,
         "status": "ok" if outcome.result else "failed",
-        "train_config": asdict(outcome.job.config),
+        "train_config": outcome.job.config.to_dict(),
         "node": outcome.node,
     }
     if outcome.job.cell is not None:

@@ -22,10 +22,10 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .archs import ACTIVATIONS, ARCHS, STUDY
+from .archs import ARCHS, STUDY
 from .config import DATA_ENV, LossKind, Optimizer, Schedule
 from .errors import DigitcmpError
-from .variant import HEADS, create_variant
+from .variant import Activation, Head, create_variant
 
 ADVANCED = "Advanced"
 GATE = "Regression gate"
@@ -33,8 +33,6 @@ TRAINING_MODULES = ("torch", "onnx", "matplotlib")  # what the train extra adds 
 INSTALL_TRAIN = "pip install 'digitcmp[train]'"
 
 Arch = Enum("Arch", {name: name for name in ARCHS}, type=str)  # type: ignore[misc]
-Head = Enum("Head", {name: name for name in HEADS}, type=str)  # type: ignore[misc]
-Activation = Enum("Activation", {name: name for name in ACTIVATIONS}, type=str)  # type: ignore[misc]
 
 
 class Executor(str, Enum):
@@ -649,7 +647,8 @@ def bench(
 ) -> None:
     """Run every variant (architecture × weight sharing × auxiliary loss) over the same rounds and compare them."""
     require_training("bench")
-    from .bench import QUICK_EPOCHS, QUICK_ROUNDS, BenchConfig, compare, expand, read_baseline, run_study
+    from .archs import ARCHS
+    from .bench import QUICK_ROUNDS, BenchConfig, compare, expand, read_baseline, run_study
     from .data import load_source
     from .executor import ExecutorConfig
     from .report import (
@@ -677,7 +676,9 @@ def bench(
         preset=preset,
         seed=seed,
         variant_options={"head": value(head), "tta": tta, "tta_warps": tta_warps, "ensemble": ensemble},
-        arch_overrides={a: {"epochs": n} for a, n in QUICK_EPOCHS.items()} if quick and not epochs else {},
+        arch_overrides={a: {"epochs": s.quick_epochs} for a, s in ARCHS.items() if s.quick_epochs}
+        if quick and not epochs
+        else {},
         overrides=training_overrides(
             epochs,
             optimizer,

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class DigitcmpError(Exception):
     """A user-facing failure: the message names the thing and the fix; ``exit_code`` 2 means bad input."""
@@ -13,3 +19,12 @@ class DigitcmpError(Exception):
 
 class TooLarge(DigitcmpError):
     """An input over a size limit (bytes or pixels): refused before it is decoded."""
+
+
+def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
+    """``table[name]``, or a failure naming the valid names and the closest match (an architecture, a preset)."""
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(name, table, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise DigitcmpError(f"unknown {kind} '{name}'{hint}; choose from: {', '.join(table)}")

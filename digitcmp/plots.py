@@ -8,6 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: files only, no window, no global state (servers, CI)
 from matplotlib.patches import Rectangle
 
+from .variant import Technique
+
 
 def plot_curves(records: list[dict], rounds: int, path: Path) -> None:
     """Learning curves: mean ± std band of train and test error per epoch, one panel per variant."""
@@ -44,7 +46,7 @@ def plot_accuracy(records: list[dict], rounds: int, path: Path) -> None:
     variants = [v for v in records if v.get("status") == "ok"]
     fig = Figure(figsize=(max(6, 0.5 * len(variants) + 2), 4.5))
     ax = fig.subplots()
-    colours = {"none": "tab:gray", "weight sharing": "tab:blue", "auxiliary loss": "tab:orange", "both": "tab:green"}
+    colours = dict(zip((t.label for t in Technique), ("tab:gray", "tab:blue", "tab:orange", "tab:green"), strict=True))
     positions = range(len(variants))
     ax.bar(
         positions,

@@ -8,10 +8,10 @@ written in the preset's ``choices``; docs/reproductions.md discusses each.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
-from .errors import DigitcmpError
+from .errors import lookup
+from .variant import Technique
 
 
 @dataclass(frozen=True)
@@ -19,14 +19,14 @@ class PresetCell:
     """One cell of a report's table: what it trained, and what it published (test accuracy, mean and std)."""
 
     row: str  # the report's row (architecture, or its setting)
-    technique: str  # none | ws | aux | both: the report's column
+    technique: Technique  # the report's column
     variant: dict  # create_variant options
     train: dict = field(default_factory=dict)  # TrainConfig fields on top of the preset's
     published: tuple[float, float] | None = None  # accuracy in [0, 1]: mean, std over the report's rounds
 
     @property
     def label(self) -> str:
-        return f"{self.row} · {TECHNIQUE_LABELS[self.technique]}"
+        return f"{self.row} · {self.technique.label}"
 
 
 @dataclass(frozen=True)
@@ -44,27 +44,23 @@ class Preset:
     choices: tuple[str, ...] = ()  # what the report left open, and what the preset chose
 
 
-TECHNIQUE_LABELS = {"none": "none", "ws": "weight sharing", "aux": "auxiliary loss", "both": "both"}
-WEIGHT_SHARING = {"none": False, "ws": True, "aux": False, "both": True}
-
-
 def cells(row: str, variant: dict, published: dict[str, tuple[float, float]], aux_weight: float = 1.0,
           **train: object) -> tuple[PresetCell, ...]:  # fmt: skip
     """A row of the reports' usual table: the four techniques of one architecture."""
     return tuple(
         PresetCell(
             row,
-            key,
+            technique,
             {
                 **variant,
-                "weight_sharing": WEIGHT_SHARING[key],
-                "aux_weight": aux_weight if key in ("aux", "both") else 0,
+                "weight_sharing": technique.weight_sharing,
+                "aux_weight": aux_weight if technique.has_aux else 0,
             },
             dict(train),
-            published.get(key),
+            published.get(technique),
         )
-        for key in ("none", "ws", "aux", "both")
-        if key in published
+        for technique in Technique
+        if technique in published
     )
 
 
@@ -147,7 +143,7 @@ THREE_PIPES = Preset(
 def joint_cell(channels: int, aux: bool, lr: float, batch: int, aux_weight: float, published: tuple[float, float]):
     return PresetCell(
         f"{channels} filters",
-        "aux" if aux else "none",
+        Technique.aux if aux else Technique.none,
         {"arch": "joint-conv6", "channels": (channels,), "weight_sharing": False, "aux_weight": aux_weight},
         {"lr": lr, "batch_size": batch},
         percent(*published),
@@ -255,7 +251,7 @@ BUDGET_CONVNET = Preset(
     cells=(
         PresetCell(
             "ConvNet [32, 64, 32, 512]",
-            "both",
+            Technique.both,
             {"arch": "convnet3", "weight_sharing": True, "aux_weight": 1.25},
             {},
             percent(91.36, 0.63),
@@ -277,11 +273,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (STRIDED_CNN, THREE_PIPES, JOIN
 
 
 def get_preset(name: str) -> Preset:
-    if name in PRESETS:
-        return PRESETS[name]
-    close = difflib.get_close_matches(name, PRESETS, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise DigitcmpError(f"unknown preset '{name}'{hint}; choose from: {', '.join(PRESETS)}")
+    return lookup(PRESETS, name, "preset")
 
 
 def within(published: tuple[float, float], ours: tuple[float, float]) -> bool:

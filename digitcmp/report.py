@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .archs import ARCHS
 from .config import TrainConfig
-from .variant import TOWER_OPTIONS, create_variant, technique
+from .variant import TOWER_OPTIONS, Technique, create_variant
 
 if TYPE_CHECKING:  # report.py serves predict and list too, which must not import torch
     from .export import ExportSummary
@@ -98,7 +98,7 @@ def architectures_records() -> list[dict]:
                 for key, value in create_variant(spec.name).to_dict().items()
                 if key not in ("arch", "weight_sharing", "aux_weight")
             },
-            "recipe": asdict(TrainConfig.for_arch(spec.name)),
+            "recipe": TrainConfig.for_arch(spec.name).to_dict(),
         }
         for spec in ARCHS.values()
     ]
@@ -178,7 +178,7 @@ def stderr_console(quiet: bool = False) -> Console:
 
 
 def column_label(weight_sharing: bool, aux_weight: float, several_aux: bool) -> str:
-    name = technique(weight_sharing, aux_weight)
+    name = Technique.of(weight_sharing, aux_weight).label
     return f"{name} (w={aux_weight:g})" if several_aux and aux_weight > 0 else name
 
 

@@ -114,7 +114,7 @@ class RunResult:
         return {
             "variant": self.variant.to_dict(),
             "params": self.params,
-            "config": asdict(self.config),
+            "config": self.config.to_dict(),
             "device": self.device,
             "rounds": [asdict(r) for r in self.rounds],
             "summary": self.summary(),
@@ -325,7 +325,7 @@ def train_variant(
     """Train and evaluate one variant on every round's data, in chunks of rounds trained together; each round's
     randomness comes from (seed, its index), so the chunking changes the speed, and the results only by float
     rounding."""
-    config = config.fitted(variant).check()
+    config = config.fitted(variant)
     together = config.rounds_together or (
         len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)
     )

@@ -26,7 +26,7 @@ from .presets import PresetCell, get_preset
 from .runs import RunFolder, cell_id
 from .schema import SCHEMA_VERSION
 from .train import RunResult, environment, train_variant
-from .variant import TECHNIQUES, technique
+from .variant import Technique
 
 SEARCHED = ("aux_weight", "channels", "hidden", "activation", "dropout", "batch_norm", "head_width", "lr",
             "batch_size", "weight_decay")  # fmt: skip
@@ -37,7 +37,7 @@ class TuneConfig:
     """The cells, the grid searched in each, how configurations are scored, and the evaluation protocol."""
 
     archs: tuple[str, ...]
-    techniques: tuple[str, ...] = tuple(TECHNIQUES)
+    techniques: tuple[Technique, ...] = tuple(Technique)
     aux_weights: tuple[float, ...] = (1.0,)  # searched in the cells with the auxiliary loss
     tower_axes: dict = field(default_factory=dict)  # as BenchConfig.tower_axes
     lrs: tuple[float, ...] = ()
@@ -58,9 +58,10 @@ class TuneConfig:
     preset: str | None = None  # a report's cells instead of archs × techniques (digitcmp.presets)
 
     def __post_init__(self) -> None:
-        unknown = set(self.techniques) - set(TECHNIQUES)
+        unknown = [name for name in self.techniques if name not in {t.value for t in Technique}]
         if unknown:
-            raise DigitcmpError(f"unknown technique {sorted(unknown)[0]!r}; choose from: {', '.join(TECHNIQUES)}")
+            raise DigitcmpError(f"unknown technique {unknown[0]!r}; choose from: {', '.join(Technique)}")
+        object.__setattr__(self, "techniques", tuple(Technique(name) for name in self.techniques))
         if self.folds == 1 or self.folds < 0:
             raise DigitcmpError(f"--folds {self.folds}: cross-validation needs at least 2 folds (0: a held-out share)")
 
@@ -84,10 +85,13 @@ class CellSpec:
     and training settings, and the report's cell it reproduces, if any."""
 
     arch: str
-    technique: str
+    technique: Technique
     variant_options: dict
     overrides: dict
     preset_cell: PresetCell | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "technique", Technique(self.technique))
 
 
 @dataclass
@@ -103,7 +107,7 @@ class Cell:
         return self.spec.arch
 
     @property
-    def technique(self) -> str:
+    def technique(self) -> Technique:
         return self.spec.technique
 
     @property
@@ -138,7 +142,7 @@ def cell_specs(config: TuneConfig) -> list[CellSpec]:
 
 def candidates(config: TuneConfig, spec: CellSpec) -> list[Trial]:
     """The configurations searched in one cell: the grid, or ``trials`` of it sampled with a seeded generator."""
-    weight_sharing, aux = TECHNIQUES[spec.technique]
+    weight_sharing, aux = spec.technique.weight_sharing, spec.technique.has_aux
     fixed_aux = spec.preset_cell.variant["aux_weight"] if spec.preset_cell else 1.0
     tuning = {"curves": False, **({"epochs": config.tune_epochs} if config.tune_epochs else {})}
     grid = BenchConfig(
@@ -234,7 +238,7 @@ def cell_record(cell: Cell) -> dict:
         **record,
         "id": cell.identity,
         "arch": cell.arch,
-        "technique": technique(*TECHNIQUES[cell.technique]),
+        "technique": cell.technique.label,
         "selected": selected.settings if selected else None,
         "selected_val_accuracy": round(selected.score, 6) if selected else None,
         "trials": trials,

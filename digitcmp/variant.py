@@ -7,43 +7,94 @@ downstream re-resolves it. No torch here: predict reads variants from ONNX metad
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
-from .archs import ACTIVATIONS, get_arch
+from .archs import get_arch
 from .errors import DigitcmpError
+from .settings import Choice, check_fields, declared, plain, setting
 
-# Comparison heads: learned on both digits' logits (mlp), their softmax probabilities (probs) or the towers' features
-# (features), or the exact rule from the digit distributions (structured).
-HEADS = ("mlp", "probs", "features", "structured")
 MAX_TTA_WARPS = 64
 MAX_ENSEMBLE = 16
 
 
+class Activation(Choice):
+    relu = "relu"
+    tanh = "tanh"
+    sigmoid = "sigmoid"
+    selu = "selu"
+
+
+class Head(Choice):
+    """Comparison heads: learned on both digits' logits (mlp), their softmax probabilities (probs) or the towers'
+    features (features), or the exact rule from the digit distributions (structured)."""
+
+    mlp = "mlp"
+    probs = "probs"
+    features = "features"
+    structured = "structured"
+
+
+class Technique(Choice):
+    """The study's four techniques, the columns of its table: (weight sharing, auxiliary loss)."""
+
+    none = "none"
+    ws = "ws"
+    aux = "aux"
+    both = "both"
+
+    @property
+    def label(self) -> str:
+        """As the reports' tables and digitcmp's results name it."""
+        return {"none": "none", "ws": "weight sharing", "aux": "auxiliary loss", "both": "both"}[self.value]
+
+    @property
+    def weight_sharing(self) -> bool:
+        return self in (Technique.ws, Technique.both)
+
+    @property
+    def has_aux(self) -> bool:
+        return self in (Technique.aux, Technique.both)
+
+    @classmethod
+    def of(cls, weight_sharing: bool, aux_weight: float) -> Technique:
+        return next(t for t in cls if (t.weight_sharing, t.has_aux) == (weight_sharing, aux_weight > 0))
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A resolved variant: every field set. Build one with ``create_variant``."""
+    """A resolved variant: every field set. Build one with ``create_variant``. The options declared as settings
+    are offered by train (one value) and, where ``grid``, by bench and tune as grid axes (comma lists)."""
 
     arch: str
     weight_sharing: bool  # one tower for both digits
-    aux_weight: float  # weight of the auxiliary digit loss (0 = off)
-    channels: tuple[int, ...]  # output channels of the tower's convolution layers (() for fully connected towers)
-    hidden: tuple[int, ...]  # widths of the tower's hidden fully connected layers
-    activation: str  # relu | tanh | sigmoid | selu, in the towers and the mlp head
-    dropout: float  # the towers' dropout rate
-    batch_norm: bool  # batch normalisation in the towers
-    head: str  # mlp | probs | features (learned) | structured (exact rule from the digit distributions)
-    head_width: int | None  # hidden units of a learned head, 0: one linear layer (None: the head has no layers)
+    aux_weight: float = setting("Weight of the auxiliary digit loss, 0 = off.", low=0, panel=None, shown="1")
+    channels: tuple[int, ...] = setting(
+        "Channels of each convolution layer, a comma list; one number scales the architecture's default.",
+        grid=True, grid_help="Channel lists of the convolution layers, separated by / (8/16/32: three values; "
+        "16,32/32,64: two).",
+    )  # fmt: skip
+    hidden: tuple[int, ...] = setting(
+        "Widths of the tower's hidden fully connected layers, a comma list ('' for none).", grid=True,
+        grid_help="Hidden layer lists of the towers, separated by / (128,64,32/256,128: two values).",
+    )  # fmt: skip
+    activation: Activation = setting("Activation function of the towers and the mlp head.", grid=True, shown="relu")
+    dropout: float = setting("The towers' dropout rate.", low=0, high=1, high_open=True, grid=True)
+    batch_norm: bool = setting("Batch normalisation in the towers.", grid=True)
+    head: Head = setting("Comparison head: learned on the digits' logits, probabilities or features (mlp, probs, "
+                         "features) or the exact rule (structured).")  # fmt: skip
+    head_width: int | None = setting("Hidden units of a learned comparison head (0: one linear layer).", low=0,
+                                     grid=True, shown="64")  # fmt: skip
     head_classes: int  # a learned head's outputs: 1 logit, or 2 class scores (a softmax classifier)
-    tta: bool  # test-time averaging over 1-pixel shifts (and warps) in eval mode
-    ensemble: int  # networks trained independently per model, probabilities averaged
-    tta_warps: int  # fixed elastic warps among the test-time views (0 without tta)
+    tta: bool = setting("Average predictions over 1-pixel shifts and fixed warps.", switch="--tta/--no-tta")
+    tta_warps: int = setting("Fixed elastic warps among the test-time views.", low=0, high=MAX_TTA_WARPS,
+                             unit="warps")  # fmt: skip
+    ensemble: int = setting("Networks per model, trained independently, probabilities averaged.", low=1,
+                            high=MAX_ENSEMBLE, unit="networks", shown="1")  # fmt: skip
 
     def __post_init__(self) -> None:
+        check_fields(self)
         spec = get_arch(self.arch)
-        if not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
-            raise DigitcmpError(f"--aux-weight must be a finite number ≥ 0, got {self.aux_weight}")
         if not spec.channels and self.channels:
             raise DigitcmpError(f"architecture '{self.arch}' has no convolution layers; drop --channels")
         if spec.channels and len(self.channels) != len(spec.channels):
@@ -53,12 +104,6 @@ class Variant:
             )
         if any(size < 1 for size in (*self.channels, *self.hidden)):
             raise DigitcmpError("--channels and --hidden take positive layer sizes")
-        if self.activation not in ACTIVATIONS:
-            raise DigitcmpError(f"unknown activation '{self.activation}'; choose from: {', '.join(ACTIVATIONS)}")
-        if not 0 <= self.dropout < 1:
-            raise DigitcmpError(f"--dropout {self.dropout} is out of range; use 0 ≤ rate < 1")
-        if self.head not in HEADS:
-            raise DigitcmpError(f"unknown head '{self.head}'; choose from: {', '.join(HEADS)}")
         if spec.joint and (self.weight_sharing or self.head != "features"):
             raise DigitcmpError(
                 f"architecture '{self.arch}' reads both digits together: it has no towers to share and its own head; "
@@ -67,14 +112,8 @@ class Variant:
         learned = self.head != "structured" and not spec.joint
         if learned != (self.head_width is not None):
             raise DigitcmpError("--head-width applies to a learned head only; drop it or choose --head mlp")
-        if self.head_width is not None and self.head_width < 0:
-            raise DigitcmpError(f"--head-width must be 0 or more, got {self.head_width}")
         if self.head_classes not in (1, 2) or (self.head == "structured" and self.head_classes != 1):
             raise DigitcmpError("--head-classes is 1 or 2, and 1 for the structured head")
-        if not 1 <= self.ensemble <= MAX_ENSEMBLE:
-            raise DigitcmpError(f"--ensemble must be between 1 and {MAX_ENSEMBLE} networks, got {self.ensemble}")
-        if not 0 <= self.tta_warps <= MAX_TTA_WARPS:
-            raise DigitcmpError(f"--tta-warps must be between 0 and {MAX_TTA_WARPS}, got {self.tta_warps}")
         if self.tta_warps and not self.tta:
             raise DigitcmpError("--tta-warps needs test-time averaging; add --tta or drop --tta-warps")
 
@@ -119,12 +158,12 @@ class Variant:
 
     @property
     def technique(self) -> str:
-        """The column of the study's table: none, weight sharing, auxiliary loss, or both."""
-        return technique(self.weight_sharing, self.aux_weight)
+        """The column of the study's table, as results name it: none, weight sharing, auxiliary loss, or both."""
+        return Technique.of(self.weight_sharing, self.aux_weight).label
 
     def to_dict(self) -> dict:
         """JSON-ready: layer sizes as lists."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Variant:
@@ -138,21 +177,14 @@ class Variant:
         return create_variant(**options, ensemble=data.get("ensemble", 1), tta_warps=data.get("tta_warps", 0))
 
 
-def technique(weight_sharing: bool, aux_weight: float) -> str:
-    """The name of a (weight sharing, auxiliary loss) combination, as the reports' tables label it."""
-    return {(False, False): "none", (True, False): "weight sharing", (False, True): "auxiliary loss"}.get(
-        (weight_sharing, aux_weight > 0), "both"
-    )
-
-
-# The reports' four techniques by short name: (weight sharing, auxiliary loss).
-TECHNIQUES = {"none": (False, False), "ws": (True, False), "aux": (False, True), "both": (True, True)}
-
-
 # The variant users get when they name none: the best the project has measured (docs/results.md).
 DEFAULT_ARCH, DEFAULT_WEIGHT_SHARING, DEFAULT_AUX_WEIGHT = "vgg4", True, 1.0
 # What create_variant accepts besides the architecture, weight sharing and auxiliary weight (bench grid axes too).
 TOWER_OPTIONS = ("channels", "hidden", "activation", "dropout", "batch_norm", "head_width", "head_classes")
+# The variant options a grid's cells share (the others are axes): bench and tune take one value of each.
+SHARED_OPTIONS = tuple(
+    name for name, (knob, _, _) in declared(Variant).items() if not knob.grid and name != "aux_weight"
+)
 
 
 def create_variant(
@@ -197,6 +229,3 @@ def create_variant(
         ensemble=spec.ensemble if ensemble is None else ensemble,
         tta_warps=(spec.tta_warps if tta else 0) if tta_warps is None else tta_warps,
     )
-
-
-DEFAULT_VARIANT = create_variant()

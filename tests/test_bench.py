@@ -14,6 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import digitcmp.bench as bench_module
+from digitcmp.archs import ARCHS
 from digitcmp.bench import (
     BenchConfig,
     Job,
@@ -338,11 +339,14 @@ def quick_config(monkeypatch: pytest.MonkeyPatch, out: Path, *args: str) -> Benc
     return seen[0]
 
 
-@pytest.mark.parametrize(("args", "expected"), [((), bench_module.QUICK_EPOCHS), (("--epochs", "2"), None)])
+QUICK_EPOCHS = {name: spec.quick_epochs for name, spec in ARCHS.items() if spec.quick_epochs}
+
+
+@pytest.mark.parametrize(("args", "expected"), [((), QUICK_EPOCHS), (("--epochs", "2"), None)])
 def test_quick_trains_each_architecture_for_its_own_epochs_unless_epochs_given(monkeypatch, tmp_path, args, expected):
     config = quick_config(monkeypatch, tmp_path / "run", *args)
     epochs = {job.variant.arch: job.config.epochs for job in expand(config)}
-    assert config.rounds == bench_module.QUICK_ROUNDS and set(epochs) == set(bench_module.QUICK_EPOCHS)
+    assert config.rounds == bench_module.QUICK_ROUNDS and set(epochs) == set(QUICK_EPOCHS)
     assert epochs == (expected or dict.fromkeys(epochs, 2))
 
 

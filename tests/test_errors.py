@@ -176,7 +176,9 @@ MISTAKES = {
     "out not writable": Mistake(("train", "--out", "{tmp}/locked"), ("--out", "not writable"), locked),
     "empty axis": Mistake(("bench", "--lr", ","), ("--lr", "at least one value")),
     "batch norm word": Mistake(("bench", "--batch-norm", "yes"), ("--batch-norm", "on, off or on,off")),
-    "negative head width": Mistake(("bench", "--arch", "lenet", "--head-width=-1"), ("--head-width", "0 or more")),
+    "negative head width": Mistake(
+        ("bench", "--arch", "lenet", "--head-width=-1"), ("--head-width", "out of range; use ≥ 0")
+    ),
     # the digits, and pair counts they cannot supply: found before any folder is made
     "train without data": Mistake(("train", "--data-dir", "{tmp}/absent"), ("{tmp}/absent", "does not exist")),
     "bench without data": Mistake(("bench", *SHALLOW, "--data-dir", "{tmp}/absent"), ("does not exist",)),
@@ -311,7 +313,7 @@ LIBRARY_MISTAKES = {  # where the command line's own choices or ranges refuse th
     "three head classes": (lambda tmp: create_variant("lenet", head_classes=3), "--head-classes is 1 or 2"),
     "two classes, structured head": (lambda tmp: create_variant("vgg4", head_classes=2), "--head-classes is 1 or 2"),
     "unknown executor": (lambda tmp: ExecutorConfig("dask"), "unknown executor 'dask'"),
-    "unknown loss": (lambda tmp: TrainConfig(loss="max").check(), "unknown loss 'max'; choose from: average, sum"),
+    "unknown loss": (lambda tmp: TrainConfig(loss="max"), "unknown loss 'max'; choose from: average, sum"),
 }
 
 

@@ -182,7 +182,7 @@ def test_a_variant_is_resolved_once_and_complete():
     assert lenet.name == "lenet-sep-aux0.5-tta-x3-tw4"
     assert Variant.from_dict(lenet.to_dict()) == lenet
     with pytest.raises(DigitcmpError, match="no convolution layers"):  # a hand-built variant is checked too
-        Variant("deep-fc", True, 1.0, (16,), (64,), "relu", 0.0, False, "mlp", 64, 1, False, 1, 0)
+        Variant("deep-fc", True, 1.0, (16,), (64,), "relu", 0.0, False, "mlp", 64, 1, False, tta_warps=0, ensemble=1)
 
 
 def test_tower_options_name_the_variant_and_one_channel_count_scales_the_default():
@@ -316,7 +316,7 @@ def test_test_time_warps_are_a_variant_option():
     assert model.views() == 7 and model.views(tta=False) == 1
     with pytest.raises(DigitcmpError, match="--tta-warps needs"):
         create_variant("vgg4", True, 1.0, tta=False, tta_warps=4)
-    with pytest.raises(DigitcmpError, match="--tta-warps must be between 0 and 64"):
+    with pytest.raises(DigitcmpError, match="--tta-warps 65 is out of range; use 0 to 64"):
         create_variant("vgg4", True, 1.0, tta_warps=65)
     # A file from before test-time warps existed was evaluated on the shifts alone, and loads that way.
     old = create_variant("vgg4", True, 1.0).to_dict()

@@ -27,7 +27,8 @@ import digitcmp.bench
 import digitcmp.data
 import digitcmp.train
 import digitcmp.tune
-from digitcmp.bench import QUICK_EPOCHS, BenchConfig, Study, results_document
+from digitcmp.archs import ARCHS
+from digitcmp.bench import BenchConfig, Study, results_document
 from digitcmp.cli import app
 from digitcmp.data import TEST_STEMS, load_source
 from digitcmp.files import write_json
@@ -143,7 +144,11 @@ GRID = [
 BENCH = [
     (("--preset", "batchnorm-cv"), "config.preset", "batchnorm-cv"),
     (("--quick",), "config.rounds", 3),
-    (("--quick",), "config.arch_overrides", {arch: {"epochs": n} for arch, n in QUICK_EPOCHS.items()}),
+    (
+        ("--quick",),
+        "config.arch_overrides",
+        {a: {"epochs": s.quick_epochs} for a, s in ARCHS.items() if s.quick_epochs},
+    ),
     (("--val-fraction", "0.2"), "config.val_fraction", 0.2),
     (("--compare", "{inputs}/baseline.json"), "compared.baseline", {"variants": []}),
     (("--compare", "{inputs}/baseline.json", "--tolerance", "0.1"), "compared.tolerance", 0.1),

@@ -93,19 +93,19 @@ def test_swapped_pairs_keep_equal_digits_at_one(rounds):
 
 
 @pytest.mark.parametrize(
-    ("config", "flag"),
+    ("settings", "flag"),
     [
-        (TrainConfig(epochs=0), "--epochs"),
-        (TrainConfig(lr=-1), "--lr"),
-        (TrainConfig(val_fraction=1.0), "--val-fraction"),
-        (TrainConfig(elastic=3.0), "--elastic"),
-        (TrainConfig(optimizer="lbfgs"), "optimizer"),
-        (TrainConfig(schedule="cosine"), "schedule"),
+        ({"epochs": 0}, "--epochs"),
+        ({"lr": -1}, "--lr"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"elastic": 3.0}, "--elastic"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"schedule": "cosine"}, "schedule"),
     ],
 )
-def test_bad_configuration_names_the_flag(config, flag):
+def test_bad_configuration_names_the_flag(settings, flag):
     with pytest.raises(DigitcmpError, match=flag):
-        config.check()
+        TrainConfig(**settings)
 
 
 def test_device_resolution():

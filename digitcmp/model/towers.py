@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..variant import Variant
+from ..variant import Activation, Variant
 from .layers import (
     ImagesToMaps,
     ImagesToVectors,
@@ -21,7 +21,12 @@ from .layers import (
     PairsToMaps,
 )
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "selu": nn.SELU}
+ACTIVATION_LAYERS: dict[Activation, type[nn.Module]] = {
+    Activation.relu: nn.ReLU,
+    Activation.tanh: nn.Tanh,
+    Activation.sigmoid: nn.Sigmoid,
+    Activation.selu: nn.SELU,
+}
 JOINT_HEAD_DROPOUT = 0.5  # the joint network's three heads drop half their hidden units (its report's design)
 
 
@@ -59,7 +64,7 @@ class JointTower(nn.Module):
 
 
 def activation(variant: Variant) -> nn.Module:
-    return ACTIVATIONS[variant.activation]()
+    return ACTIVATION_LAYERS[variant.activation]()
 
 
 def dense(
