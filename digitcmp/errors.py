@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -28,3 +29,19 @@ def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
     close = difflib.get_close_matches(name, table, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise DigitcmpError(f"unknown {kind} '{name}'{hint}; choose from: {', '.join(table)}")
+
+
+EXTRAS = {  # what each extra adds: the modules that the commands and options needing it import
+    "train": ("torch", "onnx", "matplotlib"),
+    "serve": ("starlette", "uvicorn", "multipart"),
+    "ray": ("ray",),
+}
+
+
+def require_extra(extra: str, who: str) -> None:
+    """Fail with the install command when ``who`` (a command, an option) needs an extra that is not installed."""
+    missing = [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DigitcmpError(
+            f"{who} needs {', '.join(missing)}, which come with the {extra} extra: pip install 'digitcmp[{extra}]'"
+        )

@@ -8,7 +8,6 @@ cell whose worker or node is lost runs again up to ``retries`` times, and result
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import sys
@@ -16,28 +15,38 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import DigitcmpError
+from .errors import DigitcmpError, require_extra
+from .settings import Choice, check_fields, setting
 
 Unit = TypeVar("Unit")
 Result = TypeVar("Result")
-INSTALL_RAY = "pip install 'digitcmp[ray]'"
+SCALE = "Scaling out"
+
+
+class Executor(Choice):
+    local = "local"
+    ray = "ray"
 
 
 @dataclass(frozen=True)
 class ExecutorConfig:
     """How cells are run: ``local`` (in this process) or ``ray`` (tasks on a cluster)."""
 
-    kind: str = "local"
-    address: str | None = None  # a Ray cluster to join (else RAY_ADDRESS, else one started here and stopped after)
-    cpus_per_cell: int | None = None  # Ray: CPU threads a cell declares and trains with (None: this process's)
-    gpus_per_cell: float = 0.25  # Ray with CUDA: the share of a GPU a cell declares, so that small cells share one
-    retries: int = 2  # Ray: times a cell runs again when its worker process or node is lost
+    kind: Executor = setting("Run the cells in this process (local) or as Ray tasks (ray).", Executor.local,
+                             flags=("--executor",), panel=SCALE, shown=True)  # fmt: skip
+    address: str | None = setting("A Ray cluster to join (ray).", None, envvar="RAY_ADDRESS", panel=SCALE,
+                                  shown="a local cluster, started and stopped")  # fmt: skip
+    cpus_per_cell: int | None = setting("CPU threads each Ray cell declares and uses.", None, low=1, panel=SCALE,
+                                        shown="as a local run's torch threads")  # fmt: skip
+    gpus_per_cell: float = setting("Share of a GPU each Ray cell declares (small cells share one).", 0.25, low=0,
+                                   high=1, panel=SCALE, shown=True)  # fmt: skip
+    retries: int = setting("Times a Ray cell runs again when its worker or node is lost.", 2, low=0, panel=SCALE,
+                           shown=True)  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.kind not in ("local", "ray"):
-            raise DigitcmpError(f"unknown executor '{self.kind}'; choose local or ray")
-        if self.kind == "ray" and importlib.util.find_spec("ray") is None:
-            raise DigitcmpError(f"--executor ray needs Ray, which comes with the ray extra: {INSTALL_RAY}")
+        check_fields(self)
+        if self.kind == "ray":
+            require_extra("ray", "--executor ray")
 
 
 def run_cells(

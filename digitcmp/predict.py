@@ -266,6 +266,15 @@ def read_pairs_csv(path: Path) -> list[tuple[Path, Path]]:
     return [(path.parent / a, path.parent / b) for a, b in rows]
 
 
+def pairs_to_read(images: list[Path] | None, csv: Path | None) -> list[tuple[Path, Path]]:
+    """What predict was asked to read: two image files, or the pairs of a CSV file."""
+    if csv is None and len(images or []) != 2:
+        raise DigitcmpError("predict needs two image files, or --pairs CSV")
+    if csv is not None and images:
+        raise DigitcmpError("give either two image files or --pairs CSV, not both")
+    return read_pairs_csv(csv) if csv is not None else [(images[0], images[1])]
+
+
 def timed(model: Model, pairs: list[tuple[Path, Path]]) -> tuple[list[Prediction], float]:
     """Every pair's prediction and the seconds they took (for the throughput line)."""
     started = time.perf_counter()

@@ -274,8 +274,3 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (STRIDED_CNN, THREE_PIPES, JOIN
 
 def get_preset(name: str) -> Preset:
     return lookup(PRESETS, name, "preset")
-
-
-def within(published: tuple[float, float], ours: tuple[float, float]) -> bool:
-    """Whether our mean lies within the combined spread of the two: |Δ| ≤ 2·√(σ₁² + σ₂²)."""
-    return abs(ours[0] - published[0]) <= 2 * (published[1] ** 2 + ours[1] ** 2) ** 0.5

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -13,20 +14,23 @@ from rich.table import Table
 
 from .archs import ARCHS
 from .config import TrainConfig
-from .variant import TOWER_OPTIONS, Technique, create_variant
+from .summary import (
+    TUNE_COLUMNS,
+    best_ok,
+    cell_text,
+    mean_std,
+    percent,
+    row_label,
+    selected_text,
+    summary_grid,
+    tune_rows,
+)
+from .variant import create_variant
 
 if TYPE_CHECKING:  # report.py serves predict and list too, which must not import torch
     from .export import ExportSummary
     from .predict import Prediction
     from .train import RunResult
-
-
-def percent(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def mean_std(mean: float, std: float) -> str:
-    return f"{100 * mean:.1f} ± {100 * std:.1f}%"
 
 
 def rounds_table(result: RunResult) -> Table:
@@ -177,63 +181,6 @@ def stderr_console(quiet: bool = False) -> Console:
     return Console(stderr=True, quiet=quiet, soft_wrap=True)  # never break a path or a command in two
 
 
-def column_label(weight_sharing: bool, aux_weight: float, several_aux: bool) -> str:
-    name = Technique.of(weight_sharing, aux_weight).label
-    return f"{name} (w={aux_weight:g})" if several_aux and aux_weight > 0 else name
-
-
-# Settings a row label names when they vary within an architecture: the tower options and the training axes.
-ROW_SETTINGS = (*TOWER_OPTIONS, "lr", "batch_size", "weight_decay")
-
-
-def setting_text(value: object) -> str:
-    """A setting as tables and CSV files show it: layer sizes joined by commas, numbers short, on/off."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value)) or "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def row_label(variant: dict, vary: set[str]) -> str:
-    """The architecture, plus whichever grid settings vary between rows."""
-    extras = [f"{key.replace('_', ' ')} {setting_text(variant[key])}" for key in ROW_SETTINGS if key in vary]
-    return " · ".join([variant["arch"], *extras])
-
-
-def summary_grid(variants: list[dict]) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
-    """Rows (architecture and varying settings) × technique columns, each cell a variant record or None."""
-    # The (weight sharing, aux weight) combinations present, in the reports' column order.
-    combos = sorted({(v["weight_sharing"], v["aux_weight"]) for v in variants}, key=lambda c: (c[1] > 0, c[1], c[0]))
-    several_aux = len({aux for _, aux in combos if aux > 0}) > 1
-    # Name a setting in the row label only where it varies within one architecture (a grid axis), not where
-    # architectures merely have different recipes.
-    archs = {v["arch"] for v in variants}
-    vary = {
-        key
-        for key in ROW_SETTINGS
-        if any(len({setting_text(v.get(key)) for v in variants if v["arch"] == arch}) > 1 for arch in archs)
-    }
-    rows: dict[str, dict[tuple[bool, float], dict]] = {}
-    for v in variants:
-        rows.setdefault(row_label(v, vary), {})[(v["weight_sharing"], v["aux_weight"])] = v
-    headers = [column_label(ws, aux, several_aux) for ws, aux in combos]
-    return headers, [(label, [cells.get(c) for c in combos]) for label, cells in rows.items()]
-
-
-def cell_text(variant: dict | None) -> str:
-    if variant is None:
-        return ""
-    if variant.get("status") != "ok":
-        return "failed"
-    return mean_std(variant["test_accuracy_mean"], variant["test_accuracy_std"])
-
-
-def best_ok(variants: list[dict]) -> dict | None:
-    ok = [v for v in variants if v.get("status") == "ok"]
-    return max(ok, key=lambda v: v["test_accuracy_mean"]) if ok else None
-
-
 def summary_table(document: dict) -> Table:
     """Mean ± std test accuracy, architecture × technique; the highest mean is highlighted."""
     headers, rows = summary_grid(document["variants"])
@@ -300,77 +247,6 @@ def compare_table(rows: list[dict], tolerance: float, time_tolerance: float, tim
     return table
 
 
-def epochs_text(document: dict) -> str:
-    """The epoch count(s) used, e.g. '25' or '25/40' when architectures' recipes differ."""
-    counts = sorted({v["train_config"]["epochs"] for v in records(document) if "train_config" in v})
-    return "/".join(str(c) for c in counts)
-
-
-def summary_markdown(document: dict) -> str:
-    """The summary table as Markdown (for a CI job summary), with the best cell in bold."""
-    headers, rows = summary_grid(document["variants"])
-    top = best_ok(document["variants"])
-    config = document["config"]
-    lines = [
-        f"### digitcmp bench — test accuracy, mean ± std over {config['rounds']} rounds",
-        "",
-        f"{config['pairs']} training pairs, {config['test_pairs']} test pairs, {epochs_text(document)} epochs; "
-        f"{document['data']}; device {document['device']}, digitcmp {document['digitcmp_version']}.",
-        "",
-        "| architecture | " + " | ".join(headers) + " |",
-        "|---|" + "---:|" * len(headers),
-    ]
-    for label, cells in rows:
-        texts = [f"**{cell_text(c)}**" if c is top and c else cell_text(c) for c in cells]
-        lines.append(f"| {label} | " + " | ".join(texts) + " |")
-    if document.get("best"):
-        lines += [
-            "",
-            f"Best by validation accuracy: `{document['best']['name']}` → `{document['best']['checkpoint']}`.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-CSV_COLUMNS = (
-    "name", "arch", "weight_sharing", "aux_weight", *TOWER_OPTIONS, "head", "lr", "batch_size", "weight_decay",
-    "params", "round", "train_accuracy", "val_accuracy", "test_accuracy", "digit_accuracy", "seconds",
-)  # fmt: skip
-
-
-def results_csv(document: dict) -> str:
-    """One row per variant × round."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for v in records(document):
-        settings = {key: setting_text(v[key]) for key in TOWER_OPTIONS if key in v}
-        for r in v.get("rounds", []):
-            writer.writerow({**v, **settings, **r})
-    return buffer.getvalue()
-
-
-def write_results(folder: Path, document: dict) -> None:
-    """results.json, results.csv, summary.md and the two plots of a bench or tune run, each written atomically."""
-    from .files import atomic_write, write_json, write_text
-    from .plots import plot_accuracy, plot_curves
-
-    markdown = tune_markdown if document.get("kind") == "tune" else summary_markdown
-    write_json(folder / "results.json", document)
-    write_text(folder / "results.csv", results_csv(document))
-    write_text(folder / "summary.md", markdown(document))
-    rounds = document["config"]["rounds"]
-    atomic_write(folder / "curves.png", lambda tmp: plot_curves(records(document), rounds, tmp))
-    atomic_write(folder / "accuracy.png", lambda tmp: plot_accuracy(records(document), rounds, tmp))
-
-
-def records(document: dict) -> list[dict]:
-    """The per-variant records of a results document: a bench's variants or a tune's cells."""
-    return document["cells"] if document.get("kind") == "tune" else document["variants"]
-
-
 def tune_line(record: dict) -> str:
     """The line tune prints as each cell ends: ✅ with what it selected and its test accuracy, or ❌ and why."""
     label = f"{record['arch']}, {record['technique']}"
@@ -379,29 +255,6 @@ def tune_line(record: dict) -> str:
     return (
         f"✅ {label}: {selected_text(record)} → {mean_std(record['test_accuracy_mean'], record['test_accuracy_std'])}"
     )
-
-
-def selected_text(record: dict) -> str:
-    selected = record.get("selected") or {}
-    return ", ".join(f"{key.replace('_', ' ')} {setting_text(value)}" for key, value in selected.items()) or "—"
-
-
-def tune_rows(document: dict) -> list[list[str]]:
-    """The reports' table: architecture, technique, selected hyper-parameters, validation score, test accuracy."""
-    rows = []
-    for cell in document["cells"]:
-        ok = cell.get("status") == "ok"
-        rows.append([
-            cell["cell"].split(" · ")[0] if "cell" in cell else cell.get("arch", ""),
-            cell["technique"],
-            selected_text(cell),
-            percent(cell.get("selected_val_accuracy")),
-            mean_std(cell["test_accuracy_mean"], cell["test_accuracy_std"]) if ok else "failed",
-        ])  # fmt: skip
-    return rows
-
-
-TUNE_COLUMNS = ("architecture", "technique", "selected", "validation", "test accuracy")
 
 
 def tune_table(document: dict) -> Table:
@@ -419,18 +272,6 @@ def tune_table(document: dict) -> Table:
     for row in tune_rows(document):
         table.add_row(*row)
     return table
-
-
-def tune_markdown(document: dict) -> str:
-    config = document["config"]
-    lines = [
-        f"### digitcmp tune — test accuracy of the selected configurations, mean ± std over {config['rounds']} rounds",
-        "",
-        "| " + " | ".join(TUNE_COLUMNS) + " |",
-        "|---|---|---|---:|---:|",
-        *("| " + " | ".join(row) + " |" for row in tune_rows(document)),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def export_panel(summary: ExportSummary) -> Panel:
@@ -497,3 +338,21 @@ def predictions_table(predictions: list[Prediction]) -> Table:
             "✅" if d["consistent"] else "⚠",
         )  # fmt: skip
     return table
+
+
+@contextmanager
+def progress_bar(total: int, description: str, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (hidden with --quiet or when stdout is not a terminal); yields advance(n)."""
+    from rich import progress as bar
+
+    disable = quiet or not sys.stdout.isatty()
+    columns = (
+        bar.TextColumn("{task.description}"),
+        bar.BarColumn(),
+        bar.MofNCompleteColumn(),
+        bar.TimeElapsedColumn(),
+        bar.TimeRemainingColumn(),
+    )
+    with bar.Progress(*columns, console=stderr_console(), disable=disable, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

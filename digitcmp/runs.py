@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,18 @@ def tuples(value):
     if isinstance(value, dict):
         return {k: tuples(v) for k, v in value.items()}
     return value
+
+
+def prepare_out(folder: Path | None, default: str) -> Path:
+    """The results folder (``default`` under runs/, with the time, when none is given), checked that it can be made
+    and written before any training spends time on it. The folder itself appears with the first file the run
+    keeps, so a command that fails before that leaves nothing behind."""
+    folder = folder or Path("runs") / default.replace("<timestamp>", f"{datetime.now():%Y%m%d-%H%M%S}")
+    if folder.exists() and not folder.is_dir():
+        raise DigitcmpError(f"--out {folder} is a file; name a folder for the results")
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise DigitcmpError(f"--out {folder}: {existing} is a file; name a folder for the results")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DigitcmpError(f"--out {folder} is not writable; choose another folder")
+    return folder

@@ -46,7 +46,13 @@ class Knob:
     grid: bool = False
     grid_help: str = ""  # the help of the grid form, where "a comma list" is not enough
     switch: str = ""  # a boolean's two flags, when they are not --name/--no-name
-    shown: str = RECIPE  # the default as help shows it: not given means this
+    shown: str | bool = RECIPE  # the default as help shows it (True: the field's default)
+    flags: tuple[str, ...] = ()  # the option's flags, when they are not --name
+    envvar: str | None = None  # an environment variable that gives the value when the flag is not
+
+    def label(self, name: str) -> str:
+        """How messages name the setting: its flag."""
+        return self.flags[0] if self.flags else flag(name)
 
     def valid(self, integer: bool) -> str:
         """The valid range in words, as an error message ends: 'use 0 to 4 pixels'."""
@@ -118,11 +124,15 @@ def check_fields(obj: object) -> None:
         if choices is not None and value is not None and not isinstance(value, choices):
             if value not in {member.value for member in choices}:
                 allowed = ", ".join(member.value for member in choices)
-                raise DigitcmpError(f"unknown {name.replace('_', ' ')} '{value}'; choose from: {allowed}")
+                raise DigitcmpError(
+                    f"unknown {knob.label(name)[2:].replace('-', ' ')} '{value}'; choose from: {allowed}"
+                )
             object.__setattr__(obj, name, choices(value))
         elif (knob.low is not None or knob.high is not None) and isinstance(value, (int, float)):
             if not isinstance(value, bool) and not knob.contains(value):
-                raise DigitcmpError(f"{flag(name)} {value} is out of range; use {knob.valid(base_type(kind) is int)}")
+                raise DigitcmpError(
+                    f"{knob.label(name)} {value} is out of range; use {knob.valid(base_type(kind) is int)}"
+                )
 
 
 def parse_list(text: str, kind: type, name: str) -> tuple:
@@ -162,6 +172,7 @@ def is_layers(kind: Any) -> bool:
 def parse_axis(name: str, text: str, kind: Any) -> tuple:
     """A grid axis from its text, by the setting's type: layer lists separated by /, on/off switches, choices
     (checked where the variant is built), or numbers."""
+    kind = base_type(kind)
     if is_layers(kind):
         return tuple(parse_layers(part, name) for part in text.split("/"))
     if kind is bool:

@@ -366,7 +366,7 @@ class TrainRun:
     checkpoint: Path
 
 
-def train_and_save(
+def run_train(
     variant: Variant,
     config: TrainConfig,
     source: DigitSource,

@@ -12,58 +12,24 @@ import json
 import random
 import statistics
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from .bench import BenchConfig, Job, Outcome, expand, finish_run, variant_record
 from .config import TrainConfig
 from .data import DigitSource, RoundData, draw_rounds, draw_tuning_rounds
-from .errors import DigitcmpError
 from .executor import ExecutorConfig, node_name, run_cells
+from .grid import BenchConfig, Job, TuneConfig, expand
 from .presets import PresetCell, get_preset
-from .runs import RunFolder, cell_id
-from .schema import SCHEMA_VERSION
-from .train import RunResult, environment, train_variant
+from .runs import cell_id
+from .study import Outcome, Study, StudyRun, guarded, run_study, variant_record
+from .train import RunResult, train_variant
 from .variant import Technique
 
 SEARCHED = ("aux_weight", "channels", "hidden", "activation", "dropout", "batch_norm", "head_width", "lr",
             "batch_size", "weight_decay")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """The cells, the grid searched in each, how configurations are scored, and the evaluation protocol."""
-
-    archs: tuple[str, ...]
-    techniques: tuple[Technique, ...] = tuple(Technique)
-    aux_weights: tuple[float, ...] = (1.0,)  # searched in the cells with the auxiliary loss
-    tower_axes: dict = field(default_factory=dict)  # as BenchConfig.tower_axes
-    lrs: tuple[float, ...] = ()
-    batch_sizes: tuple[int, ...] = ()
-    weight_decays: tuple[float, ...] = ()
-    trials: int = 0  # configurations sampled per cell when the grid is larger (0: the whole grid)
-    folds: int = 0  # k-fold cross-validation with k ≥ 2; else one held-out share of the tuning pairs
-    holdout: float = 0.2  # share of the tuning pairs that scores configurations (without folds)
-    tune_pairs: int = 1000  # pairs drawn for tuning, from the training digits
-    rounds: int = 10  # evaluation rounds of each cell's selected configuration
-    pairs: int = 1000
-    test_pairs: int = 1000
-    val_fraction: float = 0.1  # of each evaluation round's training pairs, for choosing best.pt
-    seed: int = 0
-    variant_options: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)  # TrainConfig fields set for every architecture
-    tune_epochs: int | None = None  # epochs of the tuning trainings, when shorter than the evaluation's
-    preset: str | None = None  # a report's cells instead of archs × techniques (digitcmp.presets)
-
-    def __post_init__(self) -> None:
-        unknown = [name for name in self.techniques if name not in {t.value for t in Technique}]
-        if unknown:
-            raise DigitcmpError(f"unknown technique {unknown[0]!r}; choose from: {', '.join(Technique)}")
-        object.__setattr__(self, "techniques", tuple(Technique(name) for name in self.techniques))
-        if self.folds == 1 or self.folds < 0:
-            raise DigitcmpError(f"--folds {self.folds}: cross-validation needs at least 2 folds (0: a held-out share)")
 
 
 @dataclass
@@ -122,6 +88,10 @@ class Cell:
         return cell_id(f"{spec.arch}-{spec.technique}", json.loads(json.dumps(key, default=list)))
 
     @property
+    def result(self) -> RunResult | None:
+        return self.outcome.result if self.outcome is not None else None
+
+    @property
     def selected(self) -> Trial:
         return max(self.trials, key=lambda t: t.score)  # the first of equal scores, in grid order
 
@@ -172,23 +142,26 @@ def candidates(config: TuneConfig, spec: CellSpec) -> list[Trial]:
     return [Trial(job, {name: job.key()[name] for name in searched}, []) for job in jobs]
 
 
-def run_tune(
+def tune_cells(
     config: TuneConfig,
     source: DigitSource,
     device: torch.device,
     on_epoch: Callable[[int], None] | None = None,
     executor: ExecutorConfig = ExecutorConfig(),
-    skip: frozenset[str] = frozenset(),
 ) -> Iterator[Cell]:
-    """Tune and evaluate every cell (but those whose identity is in ``skip``), yielding each as it finishes.
+    """Tune and evaluate every cell, yielding each as it finishes, without keeping files (``run_tune`` keeps them).
     Ctrl-C propagates; the cells yielded before it are complete."""
+    study = tune_study(config)
+    local = executor.kind == "local"
+    yield from run_cells(list(study.cells), tune_cell, study.shared(source), str(device), executor, failed_cell,
+                         on_epoch if local else None)  # fmt: skip
+
+
+def tuning_and_evaluation_rounds(config: TuneConfig, source: DigitSource) -> tuple[list, list, int]:
+    """What every cell reads: the tuning rounds (from training digits only), the evaluation rounds, the seed."""
     tuning = draw_tuning_rounds(source, config.tune_pairs, config.seed, config.holdout, config.folds)
     evaluation = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
-    cells = [Cell(spec, candidates(config, spec)) for spec in cell_specs(config)]
-    todo = [cell for cell in cells if cell.identity not in skip]
-    local = executor.kind == "local"
-    yield from run_cells(todo, tune_cell, (tuning, evaluation, config.seed), str(device), executor, failed_cell,
-                         on_epoch if local else None)  # fmt: skip
+    return tuning, evaluation, config.seed
 
 
 def tune_cell(
@@ -200,7 +173,8 @@ def tune_cell(
     """Score every trial on the tuning rounds, then train the best on the evaluation rounds. A failure (say, out
     of memory) marks the cell failed; the others go on."""
     tuning, evaluation, seed = shared
-    try:
+
+    def search_and_evaluate() -> Cell:
         for trial in cell.trials:
             result = train_variant(trial.job.variant, tuning, trial.job.config, torch.device(device), seed, on_epoch)
             trial.scores = [r.val_accuracy for r in result.rounds]
@@ -208,9 +182,9 @@ def tune_cell(
         final = replace(job.config, curves=True, epochs=evaluation_epochs(cell.spec))
         result = train_variant(job.variant, evaluation, final, torch.device(device), seed, on_epoch)
         cell.outcome = Outcome(Job(job.variant, final, cell.spec.preset_cell), result, node=node_name())
-    except (DigitcmpError, RuntimeError) as exc:
-        return failed_cell(cell, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-    return cell
+        return cell
+
+    return guarded(search_and_evaluate, lambda reason: failed_cell(cell, reason))
 
 
 def failed_cell(cell: Cell, reason: str) -> Cell:
@@ -245,29 +219,25 @@ def cell_record(cell: Cell) -> dict:
     }
 
 
-def tune_document(config: TuneConfig, records: list[dict], environment: dict, data: str) -> dict:
-    """The whole of tune's results.json (schema ``SCHEMA_VERSION``; docs/tune.md describes it)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "tune",
-        "digitcmp_version": environment["digitcmp_version"],
-        "created": environment["created"],
-        "device": environment["device"],
-        "environment": environment,
-        "data": data,
-        "config": asdict(config),
-        "cells": records,
-        "best": None,
-    }
+def tune_study(config: TuneConfig, cells: list[Cell] | None = None) -> Study:
+    """A tune as the study engine runs it: one cell per architecture × technique (or preset cell), each with the
+    trials of its search (``cells``: those, already built)."""
+    cells = [Cell(spec, candidates(config, spec)) for spec in cell_specs(config)] if cells is None else cells
+    return Study(
+        kind="tune",
+        config=config,
+        cells=cells,
+        work=tune_cell,
+        shared=partial(tuning_and_evaluation_rounds, config),
+        epochs=lambda cell: cell_epochs(config, cell),
+        record=cell_record,
+        failed=failed_cell,
+        identity_of_record=lambda record: record["id"],
+        preset=config.preset,
+    )
 
 
-@dataclass
-class TuneRun:
-    document: dict
-    interrupted: bool
-
-
-def run_and_save(
+def run_tune(
     config: TuneConfig,
     source: DigitSource,
     device: torch.device,
@@ -277,38 +247,15 @@ def run_and_save(
     command: str = "",
     executor: ExecutorConfig = ExecutorConfig(),
     resume: bool = False,
-) -> TuneRun:
-    """Tune every cell, keeping each in ``folder`` as it finishes (``resume``: read back the cells an interrupted
-    run finished), then write results.json, results.csv, summary.md, the plots and best.pt; with a preset, also
-    ``reproduction.json``. ``on_done`` gets each cell's record as it finishes; Ctrl-C keeps what finished."""
-    run = RunFolder(folder)
-    finished = run.start("tune", asdict(config), source.describe(), resume)
-    specs = cell_specs(config)
-    identities = [Cell(spec, []).identity for spec in specs]
-    context = {"seed": config.seed, "data": source.describe(), "environment": environment(str(device))}
-    if on_epoch is not None:  # the resumed cells' share of the progress
-        on_epoch(sum(cell_epochs(config, spec) for spec, i in zip(specs, identities, strict=True) if i in finished))
-
-    def finished_cells() -> Iterator[tuple[str, dict, RunResult | None]]:
-        for cell in run_tune(config, source, device, on_epoch, executor, frozenset(finished)):
-            if on_epoch is not None and executor.kind != "local":
-                on_epoch(cell_epochs(config, cell.spec))
-            yield cell.identity, cell_record(cell), cell.outcome.result if cell.outcome else None
-
-    interrupted = run.keep_all(finished_cells(), finished, context, on_done)
-    records = [finished[i] for i in identities if i in finished]
-    document = tune_document(config, records, context["environment"], source.describe())
-    finish_run(run, document, records, config.preset, command, identity=lambda record: record["id"])
-    return TuneRun(document, interrupted or len(records) < len(specs))
+    cells: list[Cell] | None = None,
+) -> StudyRun:
+    """Tune every cell (digitcmp.study.run_study): each kept as it finishes, then results.json, results.csv,
+    summary.md, the plots and best.pt; with a preset, also reproduction.json."""
+    return run_study(tune_study(config, cells), source, device, folder, on_epoch, on_done, command, executor, resume)
 
 
-def cell_epochs(config: TuneConfig, spec: CellSpec) -> int:
+def cell_epochs(config: TuneConfig, cell: Cell) -> int:
     """Network-epochs one cell trains: every trial on every tuning round, then its selection on every evaluation
     round (the progress bar's unit)."""
-    trials = candidates(config, spec)
-    return sum(t.job.config.epochs for t in trials) * max(config.folds, 1) + evaluation_epochs(spec) * config.rounds
-
-
-def total_epochs(config: TuneConfig) -> int:
-    """Network-epochs the whole run trains, for the progress bar."""
-    return sum(cell_epochs(config, spec) for spec in cell_specs(config))
+    trials = sum(t.job.config.epochs for t in cell.trials) * max(config.folds, 1)
+    return trials + evaluation_epochs(cell.spec) * config.rounds

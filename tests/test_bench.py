@@ -15,24 +15,16 @@ from typer.testing import CliRunner
 
 import digitcmp.bench as bench_module
 from digitcmp.archs import ARCHS
-from digitcmp.bench import (
-    BenchConfig,
-    Job,
-    Outcome,
-    best_record,
-    cell_key,
-    compare,
-    expand,
-    recipe_changes,
-    run_study,
-    variant_record,
-)
+from digitcmp.bench import run_bench
 from digitcmp.cli import app
 from digitcmp.config import TrainConfig
 from digitcmp.data import load_source
 from digitcmp.errors import DigitcmpError
+from digitcmp.gate import compare, read_baseline, recipe_changes
+from digitcmp.grid import QUICK_ROUNDS, BenchConfig, Job, cell_key, expand
 from digitcmp.model.checkpoint import load_checkpoint
 from digitcmp.report import compare_table
+from digitcmp.study import Outcome, best_record, variant_record
 from digitcmp.train import RoundResult, RunResult
 from digitcmp.variant import Variant, create_variant
 
@@ -66,7 +58,7 @@ def test_every_variant_sees_the_same_rounds_and_a_failure_does_not_stop_the_rest
 
     monkeypatch.setattr(bench_module, "train_variant", fake_train)
     config = BenchConfig(archs=("shallow-fc", "deep-fc"), **TINY)
-    study = run_study(config, load_source(None), torch.device("cpu"), tmp_path)
+    study = run_bench(config, load_source(None), torch.device("cpu"), tmp_path)
     records = study.document["variants"]
     assert len(records) == 8 and all(rounds is seen[0] for rounds in seen)  # one draw, shared: a paired design
     failed = [r for r in records if r["status"] == "failed"]
@@ -85,10 +77,10 @@ def test_ctrl_c_keeps_the_variants_already_finished_and_resume_runs_only_the_res
 
     monkeypatch.setattr(bench_module, "train_variant", fake_train)
     config = BenchConfig(archs=("shallow-fc",), **TINY)
-    study = run_study(config, load_source(None), torch.device("cpu"), tmp_path)
+    study = run_bench(config, load_source(None), torch.device("cpu"), tmp_path)
     assert study.interrupted and [r["name"] for r in study.document["variants"]] == calls[:2]
     assert json.loads((tmp_path / "results.json").read_text())["variants"] == study.document["variants"]
-    resumed = run_study(config, load_source(None), torch.device("cpu"), tmp_path, resume=True)
+    resumed = run_bench(config, load_source(None), torch.device("cpu"), tmp_path, resume=True)
     grid = [job.variant.name for job in expand(config)]
     assert calls[3:] == grid[2:]  # only the two cells left are trained again
     assert not resumed.interrupted and [r["name"] for r in resumed.document["variants"]] == grid  # grid order
@@ -290,7 +282,7 @@ def test_bench_user_mistakes_end_in_one_line(tmp_path, monkeypatch, args, words)
 
 
 def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
-    from digitcmp.report import summary_grid
+    from digitcmp.summary import summary_grid
 
     variants = [record("a", 0.8, 1.0, arch="lenet"), record("b", 0.9, 1.0, arch="vgg4", lr=3e-3)]
     assert [label for label, _ in summary_grid(variants)[1]] == ["lenet", "vgg4"]
@@ -334,7 +326,7 @@ def quick_config(monkeypatch: pytest.MonkeyPatch, out: Path, *args: str) -> Benc
         seen.append(config)
         raise DigitcmpError("stopped by the test")
 
-    monkeypatch.setattr(bench_module, "run_study", fake_study)
+    monkeypatch.setattr(bench_module, "run_bench", fake_study)
     assert_one_line_error(bench("--quick", *args, "--out", str(out)), 2, "stopped by the test")
     return seen[0]
 
@@ -346,7 +338,7 @@ QUICK_EPOCHS = {name: spec.quick_epochs for name, spec in ARCHS.items() if spec.
 def test_quick_trains_each_architecture_for_its_own_epochs_unless_epochs_given(monkeypatch, tmp_path, args, expected):
     config = quick_config(monkeypatch, tmp_path / "run", *args)
     epochs = {job.variant.arch: job.config.epochs for job in expand(config)}
-    assert config.rounds == bench_module.QUICK_ROUNDS and set(epochs) == set(QUICK_EPOCHS)
+    assert config.rounds == QUICK_ROUNDS and set(epochs) == set(QUICK_EPOCHS)
     assert epochs == (expected or dict.fromkeys(epochs, 2))
 
 
@@ -384,4 +376,4 @@ def test_a_baseline_that_is_not_json_is_refused_naming_the_problem(tmp_path):
     path = tmp_path / "baseline.json"
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(DigitcmpError, match=r"cannot read baseline .*\(JSONDecodeError\); pass a bench results.json"):
-        bench_module.read_baseline(path)
+        read_baseline(path)

@@ -126,7 +126,7 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path, monkeypatch):
 
 def test_the_output_folder_is_checked_before_any_training(tmp_path, monkeypatch):
     refuse_training(monkeypatch)
-    monkeypatch.setattr(digitcmp.train, "train_and_save", lambda *a, **k: pytest.fail("trained before checking --out"))
+    monkeypatch.setattr(digitcmp.train, "run_train", lambda *a, **k: pytest.fail("trained before checking --out"))
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert_one_line_error(run("train", "--out", str(blocker)), 2, "--out", "is a file")

@@ -25,13 +25,13 @@ import digitcmp.bench
 import digitcmp.predict
 import digitcmp.train
 import digitcmp.tune
-from digitcmp.bench import BenchConfig
 from digitcmp.config import TrainConfig
 from digitcmp.data import TEST_STEMS, draw_tuning_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.executor import ExecutorConfig
 from digitcmp.export import export_onnx
 from digitcmp.files import write_json
+from digitcmp.grid import BenchConfig
 from digitcmp.model.checkpoint import CHECKPOINT_FORMAT
 from digitcmp.predict import shipped_model
 from digitcmp.runs import RunFolder

@@ -1,6 +1,6 @@
 """Every option of train, bench and tune reaches the configuration the command runs with.
 
-The functions that train (``train_and_save``, ``run_study``, ``run_and_save``) are replaced by recorders that keep
+The functions that train (``run_train``, ``run_bench``, ``run_tune``) are replaced by recorders that keep
 the arguments they receive and answer at once, so each row runs the whole command, flags to output, without
 training. A row is (command, flags, where the value must show up, the value).
 """
@@ -25,15 +25,18 @@ from conftest import run, write_idx_pair
 
 import digitcmp.bench
 import digitcmp.data
+import digitcmp.gate
 import digitcmp.train
 import digitcmp.tune
 from digitcmp.archs import ARCHS
-from digitcmp.bench import BenchConfig, Study, results_document
+from digitcmp.bench import bench_study
 from digitcmp.cli import app
 from digitcmp.data import TEST_STEMS, load_source
 from digitcmp.files import write_json
+from digitcmp.grid import BenchConfig
+from digitcmp.study import StudyRun, results_document
 from digitcmp.train import RoundResult, RunResult, TrainRun, environment
-from digitcmp.tune import TuneConfig, TuneRun, tune_document
+from digitcmp.tune import TuneConfig, tune_study
 
 # Options every command has, read from the same place.
 COMMON = [
@@ -163,6 +166,7 @@ TUNE = [
     (("--folds", "3"), "config.folds", 3),
     (("--holdout", "0.3"), "config.holdout", 0.3),
     (("--tune-pairs", "500"), "config.tune_pairs", 500),
+    (("--val-fraction", "0.3"), "config.val_fraction", 0.3),
 ]
 ROWS = [
     *(("train", *row) for row in COMMON + TRAIN),
@@ -215,14 +219,16 @@ def trained(seen: dict) -> TrainRun:
     return TrainRun(result, seen["printed"], seen["folder"] / "checkpoint.pt")
 
 
-def studied(seen: dict) -> Study:
-    seen["printed"] = results_document(seen["config"], [], environment("cpu"), seen["source"].describe())
-    return Study(seen["printed"], False)
+def studied(seen: dict) -> StudyRun:
+    study = bench_study(seen["config"], seen["jobs"])
+    seen["printed"] = results_document(study, [], environment("cpu"), seen["source"].describe())
+    return StudyRun(seen["printed"], False)
 
 
-def tuned(seen: dict) -> TuneRun:
-    seen["printed"] = tune_document(seen["config"], [], environment("cpu"), seen["source"].describe())
-    return TuneRun(seen["printed"], False)
+def tuned(seen: dict) -> StudyRun:
+    study = tune_study(seen["config"], seen["cells"])
+    seen["printed"] = results_document(study, [], environment("cpu"), seen["source"].describe())
+    return StudyRun(seen["printed"], False)
 
 
 @pytest.fixture(scope="module")
@@ -241,10 +247,10 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def seen(monkeypatch: pytest.MonkeyPatch) -> dict:
     """What the command hands to the code that would train (and to the gate, the device and the download)."""
     seen: dict = {}
-    monkeypatch.setattr(digitcmp.train, "train_and_save", recorder(seen, digitcmp.train.train_and_save, trained))
-    monkeypatch.setattr(digitcmp.bench, "run_study", recorder(seen, digitcmp.bench.run_study, studied))
-    monkeypatch.setattr(digitcmp.tune, "run_and_save", recorder(seen, digitcmp.tune.run_and_save, tuned))
-    real_compare, real_device = digitcmp.bench.compare, digitcmp.train.resolve_device
+    monkeypatch.setattr(digitcmp.train, "run_train", recorder(seen, digitcmp.train.run_train, trained))
+    monkeypatch.setattr(digitcmp.bench, "run_bench", recorder(seen, digitcmp.bench.run_bench, studied))
+    monkeypatch.setattr(digitcmp.tune, "run_tune", recorder(seen, digitcmp.tune.run_tune, tuned))
+    real_compare, real_device = digitcmp.gate.compare, digitcmp.train.resolve_device
 
     def compare(*args: Any, **kwargs: Any) -> list[dict]:
         seen["compared"] = inspect.signature(real_compare).bind(*args, **kwargs).arguments
@@ -258,7 +264,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> dict:
         seen.setdefault("downloaded", []).append(str(directory))
         write_test_set(directory)
 
-    monkeypatch.setattr(digitcmp.bench, "compare", compare)
+    monkeypatch.setattr(digitcmp.gate, "compare", compare)
     monkeypatch.setattr(digitcmp.train, "resolve_device", resolve_device)
     monkeypatch.setattr(digitcmp.data, "download_mnist", download)
     monkeypatch.setattr(digitcmp.data, "bundled_digits", bundled_digits)

@@ -9,10 +9,10 @@ import math
 import pytest
 from conftest import assert_one_line_error, refuse_training, run
 
-from digitcmp.bench import reproduction
 from digitcmp.config import TrainConfig
 from digitcmp.model.network import ComparisonNet, count_parameters
-from digitcmp.presets import PRESETS, get_preset, within
+from digitcmp.presets import PRESETS, get_preset
+from digitcmp.reproduce import reproduction, within
 from digitcmp.variant import create_variant
 
 

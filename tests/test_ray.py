@@ -17,11 +17,13 @@ import torch
 from conftest import REPO, assert_one_line_error, refuse_training
 from typer.testing import CliRunner
 
-from digitcmp.bench import BenchConfig, Job, bench_cell, expand, failed_outcome, run_study
+from digitcmp.bench import bench_cell, run_bench
 from digitcmp.cli import app
 from digitcmp.data import draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.executor import ExecutorConfig, run_cells
+from digitcmp.grid import BenchConfig, Job, expand
+from digitcmp.study import Outcome
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
 CPU = torch.device("cpu")
@@ -41,13 +43,13 @@ def ray():
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> dict:
-    return run_study(GRID, load_source(None), CPU, tmp_path_factory.mktemp("local")).document
+    return run_bench(GRID, load_source(None), CPU, tmp_path_factory.mktemp("local")).document
 
 
 @pytest.mark.slow
 @needs_ray
 def test_a_grid_on_ray_gives_the_local_executors_per_round_results(ray, local_run, tmp_path):
-    document = run_study(GRID, load_source(None), CPU, tmp_path, executor=ExecutorConfig("ray")).document
+    document = run_bench(GRID, load_source(None), CPU, tmp_path, executor=ExecutorConfig("ray")).document
     assert not ray.is_initialized()  # the local cluster started for the run is stopped after it
     assert per_round(document) == per_round(local_run)
     assert [v["name"] for v in document["variants"]] == [v["name"] for v in local_run["variants"]]  # grid order
@@ -64,14 +66,18 @@ def test_a_two_node_cluster_spreads_the_cells_over_both_nodes(ray, local_run, tm
     try:
         too_many = ExecutorConfig("ray", address=cluster.address, cpus_per_cell=2)
         with pytest.raises(DigitcmpError, match="no node of the Ray cluster has 2 CPUs"):
-            run_study(GRID, load_source(None), CPU, tmp_path / "refused", executor=too_many)
+            run_bench(GRID, load_source(None), CPU, tmp_path / "refused", executor=too_many)
         executor = ExecutorConfig("ray", address=cluster.address)  # cells take 1 thread: the largest node's CPUs
-        document = run_study(GRID, load_source(None), CPU, tmp_path, executor=executor).document
+        document = run_bench(GRID, load_source(None), CPU, tmp_path, executor=executor).document
     finally:
         ray.shutdown()
         cluster.shutdown()
     assert len({v["node"] for v in document["variants"]}) == 2
     assert per_round(document) == per_round(local_run)
+
+
+def failed(job: Job, reason: str) -> Outcome:
+    return Outcome(job, None, reason)
 
 
 @pytest.mark.slow
@@ -89,12 +95,12 @@ def test_a_cell_whose_worker_dies_runs_again(tmp_path):
 
     jobs = expand(GRID)[:3]
     rounds = draw_rounds(load_source(None), 2, 100, 100, 0.1, seed=0)
-    outcomes = list(run_cells(jobs, dies_once, (rounds, 0), "cpu", ExecutorConfig("ray", retries=1), failed_outcome))
+    outcomes = list(run_cells(jobs, dies_once, (rounds, 0), "cpu", ExecutorConfig("ray", retries=1), failed))
     assert sorted(o.job.variant.name for o in outcomes) == sorted(j.variant.name for j in jobs)
     assert all(o.result is not None for o in outcomes)  # every cell complete after its retry
     assert len(list(marks.iterdir())) == 3
     never = list(run_cells(jobs[:1], dies_always, (rounds, 0), "cpu", ExecutorConfig("ray", retries=1),
-                           failed_outcome))  # fmt: skip
+                           failed))  # fmt: skip
     assert never[0].result is None and never[0].error  # lost beyond its retries: a failed cell, with the reason
 
 
@@ -132,4 +138,4 @@ def test_without_ray_the_executor_says_how_to_install_it(monkeypatch, tmp_path):
     for command in ("bench", "tune"):
         args = [command, "--executor", "ray", "--arch", "shallow-fc", "--out", str(tmp_path / command)]
         result = CliRunner().invoke(app, args, env={"DIGITCMP_DATA": ""})
-        assert_one_line_error(result, 2, "--executor ray needs Ray", "pip install 'digitcmp[ray]'")
+        assert_one_line_error(result, 2, "--executor ray needs ray", "pip install 'digitcmp[ray]'")

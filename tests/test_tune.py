@@ -17,7 +17,7 @@ from digitcmp.data import Digits, DigitSource, draw_tuning_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.preprocess import pool_digits
 from digitcmp.train import RoundResult, RunResult
-from digitcmp.tune import CellSpec, TuneConfig, candidates, run_and_save, run_tune
+from digitcmp.tune import CellSpec, TuneConfig, candidates, run_tune, tune_cells
 
 CPU = torch.device("cpu")
 TINY = {"tune_pairs": 200, "rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 2}}
@@ -64,7 +64,7 @@ def test_test_pairs_never_influence_a_choice():
     rng = np.random.default_rng(0)
     other = with_test_digits(source, rng.permutation(source.test.images), rng.permutation(source.test.labels))
     config = TuneConfig(archs=("shallow-fc",), lrs=(3e-4, 3e-3), folds=2, **TINY)
-    original, replaced = list(run_tune(config, source, CPU)), list(run_tune(config, other, CPU))
+    original, replaced = list(tune_cells(config, source, CPU)), list(tune_cells(config, other, CPU))
     for a, b in zip(original, replaced, strict=True):
         assert [t.scores for t in a.trials] == [t.scores for t in b.trials]
         assert a.selected.settings == b.selected.settings
@@ -76,7 +76,7 @@ def test_test_pairs_never_influence_a_choice():
 def test_the_selection_is_the_best_validation_score_and_is_trained_on_the_evaluation_rounds():
     settings = {**TINY, "tune_pairs": 400, "overrides": {"epochs": 5}}
     config = TuneConfig(archs=("shallow-fc",), techniques=("both",), lrs=(1e-5, 3e-3), **settings)
-    (cell,) = run_tune(config, load_source(None), CPU)
+    (cell,) = tune_cells(config, load_source(None), CPU)
     scores = {trial.settings["lr"]: trial.score for trial in cell.trials}
     assert scores[3e-3] > scores[1e-5]  # 1e-5 learns nothing in five epochs
     assert cell.selected.settings["lr"] == 3e-3
@@ -95,7 +95,7 @@ def test_ctrl_c_keeps_the_cells_already_finished(monkeypatch, tmp_path):
         return real(cell, *args)
 
     monkeypatch.setattr(tune_module, "tune_cell", interrupt_third)
-    run = run_and_save(TuneConfig(archs=("shallow-fc",), **TINY), load_source(None), CPU, tmp_path)
+    run = run_tune(TuneConfig(archs=("shallow-fc",), **TINY), load_source(None), CPU, tmp_path)
     assert run.interrupted and [c["technique"] for c in run.document["cells"]] == ["none", "weight sharing"]
     assert json.loads((tmp_path / "results.json").read_text())["cells"] == run.document["cells"]
 
@@ -142,7 +142,7 @@ def test_tuning_trains_its_own_epochs_and_the_evaluation_trains_the_cells(monkey
     monkeypatch.setattr(tune_module, "train_variant", instant)
     settings = {**TINY, "overrides": {"epochs": 7}}
     config = TuneConfig(archs=("shallow-fc",), techniques=("none",), lrs=(1e-3, 3e-3), tune_epochs=2, **settings)
-    (cell,) = run_tune(config, load_source(None), CPU)
+    (cell,) = tune_cells(config, load_source(None), CPU)
     assert epochs == [(2, False), (2, False), (7, True)]  # two short trials, then the selection in full, with curves
     assert cell.outcome.job.config.epochs == 7 and cell.outcome.result.config.epochs == 7
 
