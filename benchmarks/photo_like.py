@@ -26,7 +26,7 @@ from PIL import Image
 
 from digitcmp.data import load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.predict import Digit, compare, digit_from_bytes, load_model
+from digitcmp.predict import Digit, digit_from_bytes, load_model, run_pairs
 from digitcmp.preprocess import pool_digits
 
 SHEET = 256  # pixels a side, as the development photos of benchmarks/realworld.py were saved
@@ -112,7 +112,7 @@ def accuracy(model, digits: list[Digit | None], labels: np.ndarray) -> dict[str,
     """Digit accuracy, and comparison accuracy on the pairs (i, i+1) of the list; refused pictures count as wrong."""
     n = len(digits)
     pairs = [(i, (i + 1) % n) for i in range(n) if digits[i] is not None and digits[(i + 1) % n] is not None]
-    predictions = compare(model, [(digits[a], digits[b]) for a, b in pairs])
+    predictions = run_pairs(model, [(digits[a], digits[b]) for a, b in pairs])
     reads = [p.digits[0] == labels[a] for (a, _), p in zip(pairs, predictions, strict=True)]
     compared = [p.first_le_second == (labels[a] <= labels[b]) for (a, b), p in zip(pairs, predictions, strict=True)]
     return {

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from digitcmp.errors import DigitcmpError
-from digitcmp.predict import Digit, compare, load_digit, load_model
+from digitcmp.predict import Digit, load_digit, load_model, run_pairs
 
 
 def read_labels(folder: Path) -> list[dict]:
@@ -58,7 +58,7 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
         rng.shuffle(order)
         pairs = [(order[i], order[(i + 1) % len(order)]) for i in range(len(order))]
         usable = [(a, b) for a, b in pairs if prepared[a][1] is not None and prepared[b][1] is not None]
-        for (a, b), prediction in zip(usable, compare(model, [(prepared[a][1], prepared[b][1]) for a, b in usable]),
+        for (a, b), prediction in zip(usable, run_pairs(model, [(prepared[a][1], prepared[b][1]) for a, b in usable]),
                                       strict=True):  # fmt: skip
             truth = prepared[a][0]["digit"] <= prepared[b][0]["digit"]
             pair_hits[a] = prediction.first_le_second == truth

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .config import TrainConfig
 from .preprocess import INPUT_SIZE
 
 # Smoothness of the elastic warp: standard deviation, in pixels of the 14×14 digits, of the Gaussian filter that
@@ -164,6 +165,18 @@ def imitate_pictures(
         gaussian = torch.cat([torch.randn(per_network, 1, size, size, generator=g) for g in generators])
         flat = flat + std * gaussian.to(flat.device, flat.dtype)
     return flat.clamp(0.0, 1.0).view_as(inputs)
+
+
+def augment(inputs: torch.Tensor, config: TrainConfig, generators: list[torch.Generator]) -> torch.Tensor:
+    """A training batch (networks × B × 2 × 14 × 14) through the augmentations the config turns on, in the order
+    training has always applied them: warp (elastic, rotation, shear), shift, then the picture-like changes."""
+    if config.elastic or config.rotate or config.shear:
+        inputs = elastic_warp(inputs, config.elastic, generators, config.rotate, config.shear)
+    if config.shift:
+        inputs = random_shift(inputs, config.shift, generators)
+    if config.imitates_pictures:
+        inputs = imitate_pictures(inputs, generators, config.thickness, config.blur, config.contrast, config.noise)
+    return inputs
 
 
 @functools.cache

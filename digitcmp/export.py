@@ -63,8 +63,7 @@ class ExportSummary:
     path: Path
     size_bytes: int
     opset: int
-    parity_max_difference: float
-    decisions_identical: bool
+    parity_max_difference: float  # decisions are identical: an export whose decisions differ writes nothing
     batch_sizes: tuple[int, ...]
     onnx_accuracy: float
     torch_accuracy: float
@@ -199,9 +198,9 @@ def export_onnx(
 
     started = time.perf_counter()
     atomic_write(out, write_and_check)
-    worst, same, onnx_accuracy, torch_accuracy = result["parity"]
+    worst, _, onnx_accuracy, torch_accuracy = result["parity"]
     metadata["export_seconds"] = round(time.perf_counter() - started, 2)
     return ExportSummary(
-        out, out.stat().st_size, opset, worst, same, batch_sizes, onnx_accuracy, torch_accuracy,
+        out, out.stat().st_size, opset, worst, batch_sizes, onnx_accuracy, torch_accuracy,
         len(test_pairs), metadata,
     )  # fmt: skip

@@ -187,8 +187,11 @@ def plan_tune(request: TuneRequest, search: dict[str, Any], settings: dict[str, 
         config = TuneConfig(
             archs=STUDY if archs is None else parse_list(archs, str, "arch"),
             techniques=parse_list(techniques or TECHNIQUES, str, "technique"),
-            aux_weights=parse_list(aux_weights or "1", float, "aux_weight") if preset is None else (),
-            **{**grid_axes(settings), **search},
+            **{
+                "aux_weights": () if preset else parse_list(aux_weights or "1", float, "aux_weight"),
+                **grid_axes(settings),
+                **search,  # tune's own settings, and a preset's search (its auxiliary weights among them)
+            },
             val_fraction=validation_share(preset, settings),
             preset=preset,
             pairs=pairs,

@@ -47,6 +47,7 @@ class Digit:
     source: str  # the file's path (or an upload's name)
     image: np.ndarray  # uint8 28×28, white on black: the MNIST-style digit (saved by --save-digits)
     pooled: np.ndarray  # float32 14×14 in [0, 1]: the model's input
+    picture: dict | None = None  # for a picture: how its ink was isolated (for --json, and for finding out why)
 
 
 def load_digit(path: Path) -> Digit:
@@ -73,10 +74,11 @@ def load_digit(path: Path) -> Digit:
 def digit_from_bytes(data: bytes, name: str) -> Digit:
     """Image file contents → the digit the model sees; ``name`` is what errors and results call it."""
     try:
-        image, _ = picture_digit(decode_image(data, name))
+        image, ink = picture_digit(decode_image(data, name))
     except NoDigit:
         raise DigitcmpError(f"no digit found in {name}; photograph or scan one digit on plain paper") from None
-    return Digit(name, image, pool_digits(image[None])[0])
+    picture = {"even_background": ink.clean, "stroke_scale": round(ink.stroke_scale, 3), "parts_dropped": ink.dropped}
+    return Digit(name, image, pool_digits(image[None])[0], picture)
 
 
 def decode_image(data: bytes, name: str):
@@ -187,17 +189,19 @@ class Prediction:
         return (a <= b) == self.first_le_second
 
     def read(self, which: int) -> dict:
-        """One digit's read: the digit, its probability, the runner-up, and whether it is unsure."""
-        p = self.digit_probabilities[which]
+        """One digit's read: the digit, its probability, the runner-up, whether it is unsure and, for a picture,
+        how its ink was isolated."""
+        digit, p = (self.first, self.second)[which], self.digit_probabilities[which]
         best, runner_up = (int(i) for i in np.argsort(p)[::-1][:2])
-        return {
-            "path": (self.first, self.second)[which].source,
+        read = {
+            "path": digit.source,
             "digit": best,
             "probability": round(float(p[best]), 6),
             "runner_up": runner_up,
             "runner_up_probability": round(float(p[runner_up]), 6),
             "unsure": bool(p[best] < SURE),
         }
+        return {**read, "picture": digit.picture} if digit.picture else read
 
     @property
     def unsure(self) -> bool:
@@ -214,7 +218,7 @@ class Prediction:
         }
 
 
-def compare(model: Model, pairs: list[tuple[Digit, Digit]]) -> list[Prediction]:
+def run_pairs(model: Model, pairs: list[tuple[Digit, Digit]]) -> list[Prediction]:
     """Run prepared pairs through the model in batches."""
     results = []
     for start in range(0, len(pairs), BATCH):
@@ -228,7 +232,7 @@ def predict_pairs(model: Model, pairs: list[tuple[Path, Path]]) -> Iterator[Pred
     """Prepare and run pairs of files in batches through one session."""
     for start in range(0, len(pairs), BATCH):
         chunk = pairs[start : start + BATCH]
-        yield from compare(model, [(load_digit(a), load_digit(b)) for a, b in chunk])
+        yield from run_pairs(model, [(load_digit(a), load_digit(b)) for a, b in chunk])
 
 
 def save_digits(predictions: list[Prediction], folder: Path) -> list[Path]:

@@ -64,7 +64,8 @@ def cells(row: str, variant: dict, published: dict[str, tuple[float, float]], au
     )
 
 
-def percent(mean: float, std: float) -> tuple[float, float]:
+def from_percent(mean: float, std: float) -> tuple[float, float]:
+    """A published figure in percent as the accuracy fraction results use."""
     return round(mean / 100, 6), round(std / 100, 6)
 
 
@@ -76,10 +77,10 @@ STRIDED_CNN = Preset(
         "strided CNN",
         {"arch": "strided-cnn"},
         {  # Table 2, comparison error %, 10 rounds → accuracy
-            "none": percent(100 - 19.29, 5.95),
-            "ws": percent(100 - 17.63, 2.45),
-            "aux": percent(100 - 12.71, 3.66),
-            "both": percent(100 - 11.99, 2.83),
+            "none": from_percent(100 - 19.29, 5.95),
+            "ws": from_percent(100 - 17.63, 2.45),
+            "aux": from_percent(100 - 12.71, 3.66),
+            "both": from_percent(100 - 11.99, 2.83),
         },
     ),
     train={
@@ -146,7 +147,7 @@ def joint_cell(channels: int, aux: bool, lr: float, batch: int, aux_weight: floa
         Technique.aux if aux else Technique.none,
         {"arch": "joint-conv6", "channels": (channels,), "weight_sharing": False, "aux_weight": aux_weight},
         {"lr": lr, "batch_size": batch},
-        percent(*published),
+        from_percent(*published),
     )
 
 
@@ -198,10 +199,10 @@ BATCHNORM_CV = Preset(
                 "head_classes": 2,
             },
             {
-                "none": percent(78.2, 1.5),
-                "ws": percent(77.4, 2.4),
-                "aux": percent(93.8, 1.2),
-                "both": percent(94.8, 1.6),
+                "none": from_percent(78.2, 1.5),
+                "ws": from_percent(77.4, 2.4),
+                "aux": from_percent(93.8, 1.2),
+                "both": from_percent(94.8, 1.6),
             },
         ),
         *cells(
@@ -215,10 +216,10 @@ BATCHNORM_CV = Preset(
                 "head_classes": 2,
             },
             {
-                "none": percent(79.7, 2.0),
-                "ws": percent(82.1, 1.3),
-                "aux": percent(94.5, 0.9),
-                "both": percent(94.7, 1.1),
+                "none": from_percent(79.7, 2.0),
+                "ws": from_percent(82.1, 1.3),
+                "aux": from_percent(94.5, 0.9),
+                "both": from_percent(94.7, 1.1),
             },
         ),
     ),
@@ -254,7 +255,7 @@ BUDGET_CONVNET = Preset(
             Technique.both,
             {"arch": "convnet3", "weight_sharing": True, "aux_weight": 1.25},
             {},
-            percent(91.36, 0.63),
+            from_percent(91.36, 0.63),
         ),
     ),
     train={"optimizer": "adam", "lr": 1e-3, "epochs": 25, "batch_size": 100, "loss": "sum", "val_fraction": 0.0},

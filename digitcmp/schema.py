@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib.resources
 import json
 from functools import cache
+from typing import Any
+
+from .settings import Knob, base_type, choice_type, declared, is_layers
 
 SCHEMA_VERSION = 1  # of the results files; bumped when a field changes meaning or goes away
 SCHEMAS = ("common", "train-results", "bench-results", "tune-results", "onnx-metadata")
@@ -20,13 +23,43 @@ def schema_text(name: str) -> str:
     return (importlib.resources.files("digitcmp.schemas") / f"{name}.schema.json").read_text(encoding="utf-8")
 
 
+def document(name: str) -> dict:
+    """Schema ``name`` in full: the shipped file, with the properties of the variant's and the training's declared
+    settings filled in from their declarations (digitcmp.settings), so that a setting is declared once."""
+    from .config import TrainConfig
+    from .variant import Variant
+
+    schema = json.loads(schema_text(name))
+    if name == "common":
+        for definition, cls in (("variant", Variant), ("train_config", TrainConfig)):
+            properties = schema["$defs"][definition]["properties"]
+            properties |= {key: setting_schema(knob, kind) for key, (knob, kind, _) in declared(cls).items()}
+    return schema
+
+
+def setting_schema(knob: Knob, kind: Any) -> dict:
+    """The JSON Schema of one declared setting's values: its type, its choices, its range."""
+    base, choices = base_type(kind), choice_type(kind)
+    if choices is not None:
+        return {"enum": [choice.value for choice in choices]}
+    if is_layers(base):
+        return {"$ref": "#/$defs/layers"}
+    json_type = {bool: "boolean", int: "integer", float: "number", str: "string"}[base]
+    schema: dict = {"type": json_type if base is kind else [json_type, "null"]}
+    if knob.low is not None:
+        schema["exclusiveMinimum" if knob.low_open else "minimum"] = knob.low
+    if knob.high is not None:
+        schema["exclusiveMaximum" if knob.high_open else "maximum"] = knob.high
+    return schema
+
+
 @cache
 def validator(name: str):
     """A validator for one schema, with the shared definitions resolvable by their ``urn:digitcmp:`` ids."""
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
 
-    documents = {other: json.loads(schema_text(other)) for other in SCHEMAS}
+    documents = {other: document(other) for other in SCHEMAS}
     registry = Registry().with_resources(
         (document["$id"], Resource.from_contents(document)) for document in documents.values()
     )

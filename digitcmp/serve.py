@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from . import __version__
 from .errors import DigitcmpError, TooLarge
-from .predict import Digit, Model, compare, digit_from_bytes, load_model
+from .predict import Digit, Model, digit_from_bytes, load_model, run_pairs
 
 FIELDS = ("first", "second")
 MAX_IMAGE_BYTES = 10_000_000  # one image; a request holds two and a little form overhead
@@ -114,7 +114,7 @@ async def read_images(request: Request) -> dict[str, bytes] | Response:
 def predict_images(model: Model, images: dict[str, bytes]):
     """Prepare both images as predict does (each named by its field) and compare them."""
     digits = [digit_from_bytes(images[field], field) for field in FIELDS]
-    return compare(model, [(digits[0], digits[1])])[0], digits
+    return run_pairs(model, [(digits[0], digits[1])])[0], digits
 
 
 def model_summary(model: Model) -> dict:

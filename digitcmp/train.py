@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, rng
-from .augment import elastic_warp, imitate_pictures, random_shift
+from .augment import augment
 from .config import TrainConfig
 from .data import DigitSource, PairSet, RoundData, draw_rounds
 from .errors import DigitcmpError
@@ -242,7 +242,6 @@ def train_members(
     Every random draw of round r's networks (initial parameters, batch order, augmentation, dropout masks) comes
     from generators of (seed, r) alone (digitcmp.rng), so a round trains the same in any grouping, up to float
     rounding (convolution kernels round differently for different numbers of networks)."""
-    config = config.fitted(variant)
     keep_freed_memory()
     train, val, test = stack_rounds(rounds, device)
     fit = add_swapped(train) if config.swap else train
@@ -264,34 +263,11 @@ def train_members(
         wrong = torch.zeros(model.networks, device=device)
         for start in range(0, n, config.batch_size):
             batch = member_index, order[:, start : start + config.batch_size]
-            inputs = fit.inputs[batch]
-            if config.elastic or config.rotate or config.shear:
-                inputs = elastic_warp(inputs, config.elastic, streams["augment"], config.rotate, config.shear)
-            if config.shift:
-                inputs = random_shift(inputs, config.shift, streams["augment"])
-            if config.imitates_pictures:
-                picture = (config.thickness, config.blur, config.contrast, config.noise)
-                inputs = imitate_pictures(inputs, streams["augment"], *picture)
-            logits, digits = model.single_view(inputs)
+            inputs = augment(fit.inputs[batch], config, streams["augment"])
             targets = fit.targets[batch]
-            loss = comparison_loss(
-                logits,
-                digits,
-                targets,
-                fit.classes[batch],
-                variant.aux_weight,
-                config.label_smoothing,
-                config.all_pairs,
-                config.loss == "average",
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+            loss, logits = step(model, optimizer, scheduler, inputs, targets, fit.classes[batch], config)
             with torch.no_grad():
-                size = targets.shape[1]
-                loss_sum += loss.detach() * size
+                loss_sum += loss.detach() * targets.shape[1]
                 wrong += ((logits.detach() > 0).float() != targets).sum(1)
         history["train_loss"].append((loss_sum / n).view(members, k).mean(1))
         history["train_error"].append((wrong / n).view(members, k).mean(1))
@@ -307,6 +283,27 @@ def train_members(
         for key, values in history.items()
     }
     return model, [{key: curves[key][m] for key in curves} for m in range(members)]
+
+
+def step(
+    model: ComparisonNet,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    classes: torch.Tensor,
+    config: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step of every network on its batch; returns each network's loss and the logits."""
+    logits, digits = model.single_view(inputs)
+    loss = comparison_loss(logits, digits, targets, classes, model.variant.aux_weight, config.label_smoothing,
+                           config.all_pairs, config.loss == "average")  # fmt: skip
+    optimizer.zero_grad(set_to_none=True)
+    loss.sum().backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss, logits
 
 
 def epoch_order(generators: list[torch.Generator], n: int) -> torch.Tensor:
@@ -325,7 +322,6 @@ def train_variant(
     """Train and evaluate one variant on every round's data, in chunks of rounds trained together; each round's
     randomness comes from (seed, its index), so the chunking changes the speed, and the results only by float
     rounding."""
-    config = config.fitted(variant)
     together = config.rounds_together or (
         len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)
     )

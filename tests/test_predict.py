@@ -21,7 +21,7 @@ import digitcmp.predict as predict_module
 from digitcmp.cli import app
 from digitcmp.data import load_source
 from digitcmp.errors import DigitcmpError
-from digitcmp.predict import SURE, Digit, Prediction, compare, load_digit, load_model, predict_pairs, shipped_model
+from digitcmp.predict import SURE, Digit, Prediction, load_digit, load_model, predict_pairs, run_pairs, shipped_model
 from digitcmp.preprocess import pool_digits
 
 runner = CliRunner()
@@ -139,7 +139,10 @@ def test_predict_json_answers_for_both_digits_in_order(pair):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {"first", "second", "first_le_second", "probability", "consistent", "unsure"}
-    assert set(data["first"]) == {"path", "digit", "probability", "runner_up", "runner_up_probability", "unsure"}
+    read_keys = {"path", "digit", "probability", "runner_up", "runner_up_probability", "unsure", "picture"}
+    assert set(data["first"]) == set(data["second"]) == read_keys
+    picture = data["first"]["picture"]  # how the picture's ink was isolated: a clean scan, no specks to drop
+    assert picture["even_background"] is True and picture["parts_dropped"] == 0 and picture["stroke_scale"] > 0
     assert (data["first"]["path"], data["second"]["path"]) == (str(a), str(b))
     assert (data["first"]["digit"], data["second"]["digit"]) == (label_a, label_b)
     assert data["first_le_second"] is (label_a <= label_b) and data["consistent"] is True
@@ -315,5 +318,5 @@ def test_compare_answers_every_pair_when_they_span_several_batches(monkeypatch):
     monkeypatch.setattr(predict_module, "BATCH", 2)
     pairs = [labelled_pair(*labels) for labels in ((1, 2), (3, 3), (8, 0), (0, 9), (6, 6))]
     prepared = [tuple(Digit(f"{d.label}.png", d.image, pool_digits(d.image[None])[0]) for d in pair) for pair in pairs]
-    answers = compare(load_model(), prepared)
+    answers = run_pairs(load_model(), prepared)
     assert [answer.digits for answer in answers] == [(a.label, b.label) for a, b in pairs]

@@ -20,6 +20,7 @@ from digitcmp.contract import METADATA_KEY
 from digitcmp.errors import DigitcmpError
 from digitcmp.predict import load_model, shipped_model
 from digitcmp.schema import SCHEMAS, problems, results_schema, schema_text
+from digitcmp.schema import document as full_schema
 from digitcmp.variant import Variant
 
 runner = CliRunner()
@@ -68,6 +69,16 @@ def test_the_schemas_describe_every_field_of_a_variant_and_a_training_configurat
     assert set(common("variant")["properties"]) == {f.name for f in fields(Variant)}
     assert set(common("variant_fields")["properties"]) == {f.name for f in fields(Variant)}
     assert set(common("train_config")["properties"]) == {f.name for f in fields(TrainConfig)}
+
+
+def test_the_published_schema_states_each_setting_as_its_declaration_does():
+    """Validation takes each declared setting's type, choices and range from its declaration; the published file
+    must say the same (a new setting: paste the line printed here into digitcmp/schemas/common.schema.json)."""
+    full = full_schema("common")["$defs"]
+    for definition in ("variant", "train_config"):
+        published, declared = common(definition)["properties"], full[definition]["properties"]
+        for name, expected in declared.items():
+            assert published.get(name) == expected, f'{definition}: "{name}": {json.dumps(expected)}'
 
 
 def test_published_results_files_follow_the_schema():
