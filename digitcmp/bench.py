@@ -7,14 +7,14 @@ accuracy only; the reported figure is always the last epoch's test accuracy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .data import DigitSource, RoundData, draw_rounds
-from .executor import ExecutorConfig, node_name
+from .executor import node_name
 from .grid import KEY_FIELDS, BenchConfig, Job, expand
 from .runs import cell_id
 from .study import Outcome, Study, StudyRun, guarded, run_study, variant_record
@@ -56,17 +56,9 @@ def bench_study(config: BenchConfig, jobs: list[Job] | None = None) -> Study:
 
 
 def run_bench(
-    config: BenchConfig,
-    source: DigitSource,
-    device: torch.device,
-    folder: Path,
-    on_epoch: Callable[[int], None] | None = None,
-    on_done: Callable[[dict], None] | None = None,
-    command: str = "",
-    executor: ExecutorConfig = ExecutorConfig(),
-    resume: bool = False,
-    jobs: list[Job] | None = None,
-) -> StudyRun:
-    """Run the grid (digitcmp.study.run_study): each cell kept as it finishes, then every results file and best.pt;
-    with a preset also reproduction.json."""
-    return run_study(bench_study(config, jobs), source, device, folder, on_epoch, on_done, command, executor, resume)
+    config: BenchConfig, source: DigitSource, device: torch.device, folder: Path, jobs: list[Job] | None = None,
+    **options: Any,
+) -> StudyRun:  # fmt: skip
+    """Run the grid with ``run_study`` (``options``: its progress, executor and resume): each cell kept as it
+    finishes, then every results file and best.pt; with a preset also reproduction.json."""
+    return run_study(bench_study(config, jobs), source, device, folder, **options)

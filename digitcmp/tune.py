@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -238,20 +239,12 @@ def tune_study(config: TuneConfig, cells: list[Cell] | None = None) -> Study:
 
 
 def run_tune(
-    config: TuneConfig,
-    source: DigitSource,
-    device: torch.device,
-    folder: Path,
-    on_epoch: Callable[[int], None] | None = None,
-    on_done: Callable[[dict], None] | None = None,
-    command: str = "",
-    executor: ExecutorConfig = ExecutorConfig(),
-    resume: bool = False,
-    cells: list[Cell] | None = None,
-) -> StudyRun:
-    """Tune every cell (digitcmp.study.run_study): each kept as it finishes, then results.json, results.csv,
-    summary.md, the plots and best.pt; with a preset, also reproduction.json."""
-    return run_study(tune_study(config, cells), source, device, folder, on_epoch, on_done, command, executor, resume)
+    config: TuneConfig, source: DigitSource, device: torch.device, folder: Path, cells: list[Cell] | None = None,
+    **options: Any,
+) -> StudyRun:  # fmt: skip
+    """Tune every cell with ``run_study`` (``options``: its progress, executor and resume): each kept as it
+    finishes, then results.json, results.csv, summary.md, the plots and best.pt; with a preset, reproduction.json."""
+    return run_study(tune_study(config, cells), source, device, folder, **options)
 
 
 def cell_epochs(config: TuneConfig, cell: Cell) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from digitcmp.errors import DigitcmpError
 from digitcmp.gate import compare, read_baseline, recipe_changes
 from digitcmp.grid import QUICK_ROUNDS, BenchConfig, Job, cell_key, expand
 from digitcmp.model.checkpoint import load_checkpoint
+from digitcmp.plan import BenchRequest, plan_bench
 from digitcmp.report import compare_table
 from digitcmp.study import Outcome, best_record, variant_record
 from digitcmp.train import RoundResult, RunResult
@@ -318,35 +318,28 @@ def test_bench_json_prints_the_results_document(bench_run):
     assert json.loads(result.stdout)["variants"] == json.loads((out / "again" / "results.json").read_text())["variants"]
 
 
-def quick_config(monkeypatch: pytest.MonkeyPatch, out: Path, *args: str) -> BenchConfig:
-    """The configuration ``bench --quick`` runs (the study itself is stopped before it starts)."""
-    seen = []
-
-    def fake_study(config, *rest):
-        seen.append(config)
-        raise DigitcmpError("stopped by the test")
-
-    monkeypatch.setattr(bench_module, "run_bench", fake_study)
-    assert_one_line_error(bench("--quick", *args, "--out", str(out)), 2, "stopped by the test")
-    return seen[0]
+def quick_config(*args: str) -> BenchConfig:
+    """The configuration ``bench --quick`` runs, planned as the command plans it (``args``: extra settings)."""
+    settings = {"epochs": int(args[1])} if args else {}
+    return plan_bench(BenchRequest(quick=True), settings, 1000, None, 0).config
 
 
 QUICK_EPOCHS = {name: spec.quick_epochs for name, spec in ARCHS.items() if spec.quick_epochs}
 
 
 @pytest.mark.parametrize(("args", "expected"), [((), QUICK_EPOCHS), (("--epochs", "2"), None)])
-def test_quick_trains_each_architecture_for_its_own_epochs_unless_epochs_given(monkeypatch, tmp_path, args, expected):
-    config = quick_config(monkeypatch, tmp_path / "run", *args)
+def test_quick_trains_each_architecture_for_its_own_epochs_unless_epochs_given(args, expected):
+    config = quick_config(*args)
     epochs = {job.variant.arch: job.config.epochs for job in expand(config)}
     assert config.rounds == QUICK_ROUNDS and set(epochs) == set(QUICK_EPOCHS)
     assert epochs == (expected or dict.fromkeys(epochs, 2))
 
 
-def test_the_committed_baseline_holds_exactly_the_quick_grids_cells(monkeypatch, tmp_path):
+def test_the_committed_baseline_holds_exactly_the_quick_grids_cells():
     """The CI gate runs bench --quick against benchmarks/baseline.json cell by cell. A cell the baseline lacks is
     'new' and compared with nothing, so cells that drift apart would let the gate pass without a comparison; a
     baseline cell trained with other settings (epochs) would compare unlike with unlike."""
-    jobs = expand(quick_config(monkeypatch, tmp_path / "run"))
+    jobs = expand(quick_config())
     baseline = json.loads((REPO / "benchmarks" / "baseline.json").read_text())["variants"]
     assert all(cell["status"] == "ok" for cell in baseline)
     assert sorted(cell_key(cell) for cell in baseline) == sorted(cell_key(job.key()) for job in jobs)

@@ -201,7 +201,8 @@ def recorder(seen: dict, real: Callable, answer: Callable[[dict], Any]) -> Calla
     signature = inspect.signature(real)
 
     def record(*args: Any, **kwargs: Any) -> Any:
-        seen.update(signature.bind(*args, **kwargs).arguments)
+        arguments = signature.bind(*args, **kwargs).arguments
+        seen.update(arguments, **arguments.pop("options", {}))  # options passed on to the study engine, by name
         return answer(seen)
 
     return record

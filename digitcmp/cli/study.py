@@ -93,8 +93,9 @@ def run_and_render(
     log = stderr_console(run.silent)
     log.print(f"[dim]{source.describe()}; {sizes}[/dim]")
     with progress_bar(plan.total_epochs, kind, run.silent) as advance:
-        result = runner(plan.config, source, device, folder, advance, lambda record: log.print(line(record)),
-                        command_line(), executor, request.resume is not None, plan.cells)  # fmt: skip
+        result = runner(plan.config, source, device, folder, plan.cells, on_epoch=advance, executor=executor,
+                        on_done=lambda record: log.print(line(record)), command=command_line(),
+                        resume=request.resume is not None)  # fmt: skip
     document = result.document
     if run.json_output:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
