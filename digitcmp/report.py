@@ -16,8 +16,8 @@ from .archs import ARCHS
 from .config import TrainConfig
 from .summary import (
     TUNE_COLUMNS,
-    best_ok,
     cell_text,
+    highest_test_accuracy,
     mean_std,
     percent,
     row_label,
@@ -184,7 +184,7 @@ def stderr_console(quiet: bool = False) -> Console:
 def summary_table(document: dict) -> Table:
     """Mean ± std test accuracy, architecture × technique; the highest mean is highlighted."""
     headers, rows = summary_grid(document["variants"])
-    top = best_ok(document["variants"])
+    top = highest_test_accuracy(document["variants"])
     rounds = document["config"]["rounds"]
     table = Table(title=f"Test accuracy, mean ± std over {rounds} rounds", title_justify="left")
     table.add_column("architecture")

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .summary import TUNE_COLUMNS, best_ok, cell_text, epochs_text, records, setting_text, summary_grid, tune_rows
+from .summary import (
+    TUNE_COLUMNS,
+    cell_text,
+    epochs_text,
+    highest_test_accuracy,
+    records,
+    setting_text,
+    summary_grid,
+    tune_rows,
+)
 from .variant import TOWER_OPTIONS
 
 
 def summary_markdown(document: dict) -> str:
     """The summary table as Markdown (for a CI job summary), with the best cell in bold."""
     headers, rows = summary_grid(document["variants"])
-    top = best_ok(document["variants"])
+    top = highest_test_accuracy(document["variants"])
     config = document["config"]
     lines = [
         f"### digitcmp bench — test accuracy, mean ± std over {config['rounds']} rounds",

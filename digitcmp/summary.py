@@ -66,7 +66,8 @@ def cell_text(variant: dict | None) -> str:
     return mean_std(variant["test_accuracy_mean"], variant["test_accuracy_std"])
 
 
-def best_ok(variants: list[dict]) -> dict | None:
+def highest_test_accuracy(variants: list[dict]) -> dict | None:
+    """The cell the tables highlight (best.pt is chosen by validation accuracy instead: digitcmp.study)."""
     ok = [v for v in variants if v.get("status") == "ok"]
     return max(ok, key=lambda v: v["test_accuracy_mean"]) if ok else None
 
