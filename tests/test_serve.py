@@ -130,6 +130,15 @@ def test_every_bad_request_gets_a_4xx_json_error_naming_the_field(client, good, 
     assert post(client, *good).status_code == 200  # and the server goes on
 
 
+def test_an_image_of_exactly_the_byte_limit_is_read(client, good):
+    a, b = good
+    padded = b + b"\0" * (serve_module.MAX_IMAGE_BYTES - len(b))  # bytes after the PNG's end: the same picture
+    assert len(padded) == serve_module.MAX_IMAGE_BYTES
+    response = post(client, a, padded)
+    assert response.status_code == 200, response.text
+    assert response.json() == post(client, a, b).json()
+
+
 def test_a_failure_inside_the_server_is_a_json_500_and_the_server_goes_on(monkeypatch, good):
     """An unexpected exception answers 500 with a JSON error that tells nothing of the code; the next request is
     answered as usual."""

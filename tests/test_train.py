@@ -171,6 +171,24 @@ def test_cpu_rounds_train_in_chunks_of_a_few_networks(monkeypatch):
     assert set(result.best_state["tower_a.1.weight"].shape[:1]) == {2}  # both networks of the chosen round
 
 
+def test_progress_counts_every_epoch_of_every_round_and_training_accuracy_is_single_view(monkeypatch):
+    data = draw_rounds(load_source(None), rounds=3, n_train=60, n_test=60, val_fraction=0.1, seed=0)
+    views: list[bool | None] = []
+    real = train_module.evaluate
+
+    def recording(model, pairs, tta=None):
+        views.append(tta)
+        return real(model, pairs, tta)
+
+    monkeypatch.setattr(train_module, "evaluate", recording)
+    counted: list[int] = []
+    variant = create_variant("shallow-fc", True, 1.0, tta=True)
+    train_variant(variant, data, TrainConfig(epochs=2, curves=False), CPU, on_epoch=counted.append)
+    assert sum(counted) == 2 * 3  # epochs × rounds: what the progress bar counts
+    assert views[0] is False  # the training pairs: one view, whatever the variant's test-time averaging
+    assert views[1:] == [None, None]  # validation and test: the variant's own views
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
 def test_freed_activation_memory_is_reused_without_page_faults() -> None:
     """A batched step's 37 MB activations must not come from a fresh mmap (and its page faults) every step."""
