@@ -20,13 +20,13 @@ from .grid import QUICK_ROUNDS, TRAINING_AXES, BenchConfig, Job, TuneConfig, exp
 from .presets import get_preset
 from .runs import read_config, tuples
 from .settings import Choice, declared, flag, parse_list, setting
-from .variant import SHARED_OPTIONS, TOWER_OPTIONS, Variant, create_variant
+from .variant import SHARED_OPTIONS, TOWER_OPTIONS, Technique, Variant, create_variant
 
 VARIANT_SETTINGS = tuple(declared(Variant))
 TRAINING_SETTINGS = tuple(declared(TrainConfig))
 # Training settings bench and tune apply to every cell (the training axes and the validation share are separate).
 OVERRIDES = tuple(name for name in TRAINING_SETTINGS if name not in (*TRAINING_AXES, "val_fraction"))
-TECHNIQUES = "none,ws,aux,both"
+TECHNIQUES = ",".join(technique.value for technique in Technique)  # tune's cells: every technique
 RESUME = "Continue the interrupted run in this folder (its own configuration; finished cells are read back)."
 
 
@@ -108,7 +108,7 @@ class TuneRequest:
 
     archs: str | None = setting("Architectures, a comma list (digitcmp list).", None, flags=("--arch",), panel=None,
                                 shown="the study's: " + ",".join(STUDY))  # fmt: skip
-    techniques: str | None = setting("Techniques, a comma list: none, ws, aux, both (the table's columns).", None,
+    techniques: str | None = setting(f"Techniques, a comma list: {TECHNIQUES} (the table's columns).", None,
                                      flags=("--technique",), panel=None, shown=TECHNIQUES)  # fmt: skip
     aux_weights: str | None = setting("Auxiliary-loss weights searched where it is on.", None, panel=None,
                                       flags=("--aux-weight",), shown="1")  # fmt: skip
