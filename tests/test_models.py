@@ -12,6 +12,7 @@ from digitcmp.archs import ARCHS, get_arch
 from digitcmp.augment import TTA_SHIFTS, TTA_WARP_SEED, TTA_WARP_STRENGTH, tta_views, warp_grids
 from digitcmp.errors import DigitcmpError
 from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
+from digitcmp.model.layers import MemberDropout
 from digitcmp.model.losses import all_pairs_logits, comparison_loss
 from digitcmp.model.network import ComparisonNet, StructuredHead, count_parameters, member_state
 from digitcmp.variant import Variant, create_variant
@@ -54,6 +55,16 @@ def pairs_with_targets(members: int, n: int) -> tuple[torch.Tensor, torch.Tensor
     """Random pairs E×n×2×14×14, their digit classes E×n×2 and the targets those classes give."""
     classes = torch.randint(0, 10, (members, n, 2))
     return torch.rand(members, n, 2, 14, 14), (classes[..., 0] <= classes[..., 1]).float(), classes
+
+
+@pytest.mark.parametrize("maps", [True, False], ids=["maps", "vectors"])
+def test_member_dropout_keeps_the_expected_activation_as_torchs_dropout_does(maps):
+    """Kept units are scaled by 1 / (1 − p), so that training and evaluation see the same expected activation."""
+    layer = MemberDropout(2, 0.25, maps).train()
+    ones = torch.ones((64, 2 * 3, 4, 4) if maps else (2, 64, 48))
+    out = layer(ones)
+    assert torch.allclose(out.unique(), torch.tensor([0.0, 1 / 0.75]))  # dropped, or kept and scaled
+    assert abs(out.mean().item() - 1.0) < 0.05 and torch.equal(layer.eval()(ones), ones)
 
 
 def dropout_generators(members: int) -> list[torch.Generator]:
