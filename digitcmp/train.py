@@ -322,6 +322,7 @@ def train_variant(
     """Train and evaluate one variant on every round's data, in chunks of rounds trained together; each round's
     randomness comes from (seed, its index), so the chunking changes the speed, and the results only by float
     rounding."""
+    config = config.fitted(variant)  # a configuration from elsewhere than digitcmp.grid or digitcmp.plan
     together = config.rounds_together or (
         len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)
     )
