@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitcmp.ink import NoDigit, digit_components, remove_lines, stroke_width
+from digitcmp.ink import WORK_SIDE, NoDigit, digit_components, reduce, remove_lines, stroke_width
 from digitcmp.preprocess import picture_digit
 
 SIZE = 240
@@ -185,3 +185,12 @@ def test_a_form_cells_box_is_dropped(reference, inset, stroke):
     digit = prepared(paper(ink, paper_rgb=(0.97, 0.97, 0.97)))
     assert overlap(digit, reference) > 0.6
     assert overlap(digit, prepared(paper(strokes(SEVEN, stroke), paper_rgb=(0.97, 0.97, 0.97)))) > 0.9
+
+
+@pytest.mark.parametrize(("height", "width"), [(1000, 600), (600, 1000), (400, 300)])
+def test_a_large_picture_shrinks_to_the_working_size_keeping_its_proportions(height, width):
+    ramp = np.tile(np.linspace(0, 1, width, dtype=np.float32), (height, 1))  # dark on the left, light on the right
+    small = reduce(ramp)
+    scale = min(1.0, WORK_SIDE / max(height, width))
+    assert small.shape == (round(height * scale), round(width * scale))
+    assert small[:, 0].mean() < 0.05 and small[:, -1].mean() > 0.95  # not transposed
