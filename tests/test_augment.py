@@ -39,6 +39,14 @@ def test_random_shift_moves_digits_without_changing_shape():
     assert not torch.equal(shifted, digits)
 
 
+def test_random_shift_reaches_every_offset_up_to_the_maximum_both_ways():
+    dot = torch.zeros(2, 200, 2, 14, 14)
+    dot[..., 7, 7] = 1.0  # one lit pixel: where it lands is the offset
+    where = random_shift(dot, 2, generators(2)).flatten(-2).argmax(-1)
+    rows, cols = where // 14 - 7, where % 14 - 7
+    assert set(rows.unique().tolist()) == set(cols.unique().tolist()) == {-2, -1, 0, 1, 2}
+
+
 def test_elastic_warp_displaces_by_the_asked_strength():
     # Bilinear resampling reproduces a linear ramp exactly, so away from the borders warp(ramp) − ramp is the
     # displacement field itself: its spread must be the strength asked for, and strength 0 must change nothing.
