@@ -66,6 +66,19 @@ def test_every_variant_sees_the_same_rounds_and_a_failure_does_not_stop_the_rest
     assert not study.interrupted and len(list((tmp_path / "cells").glob("*.json"))) == 8  # every cell kept
 
 
+def test_a_local_bench_reports_every_epoch_of_every_cell_to_the_progress_bar(monkeypatch, tmp_path):
+    def fake_train(variant, rounds, config, device, seed, on_epoch):
+        for _ in range(config.epochs):
+            on_epoch(len(rounds))  # one epoch of every round, as training reports it
+        return fake_result(variant, 0.8, 0.8)
+
+    monkeypatch.setattr(bench_module, "train_variant", fake_train)
+    config = BenchConfig(archs=("shallow-fc",), **TINY)
+    counted: list[int] = []
+    run_bench(config, load_source(None), torch.device("cpu"), tmp_path, on_epoch=counted.append)
+    assert sum(counted) == sum(job.config.epochs for job in expand(config)) * config.rounds
+
+
 def test_ctrl_c_keeps_the_variants_already_finished_and_resume_runs_only_the_rest(monkeypatch, tmp_path):
     calls = []
 
