@@ -131,6 +131,21 @@ def test_resume_trains_only_the_cells_an_interrupted_tune_left(monkeypatch, tmp_
     ]  # fmt: skip
 
 
+def test_trials_are_scored_by_validation_accuracy_never_by_how_well_they_fit(monkeypatch):
+    fits = {1e-3: 0.99, 3e-3: 0.60}  # the first fits its training pairs best; the second validates best
+    validates = {1e-3: 0.55, 3e-3: 0.80}
+
+    def instant(variant, rounds, config, device, seed, on_epoch=None) -> RunResult:
+        results = [RoundResult(r.index, fits[config.lr], validates[config.lr], 0.5, 0.5, 0.0) for r in rounds]
+        return RunResult(variant, 1, config, "cpu", results, 0, {})
+
+    monkeypatch.setattr(tune_module, "train_variant", instant)
+    config = TuneConfig(archs=("shallow-fc",), techniques=("none",), lrs=(1e-3, 3e-3), **TINY)
+    (cell,) = tune_cells(config, load_source(None), CPU)
+    assert {trial.settings["lr"]: trial.scores for trial in cell.trials} == {1e-3: [0.55], 3e-3: [0.80]}
+    assert cell.selected.settings["lr"] == 3e-3
+
+
 def test_tuning_trains_its_own_epochs_and_the_evaluation_trains_the_cells(monkeypatch):
     epochs: list[tuple[int, bool]] = []
 
