@@ -111,6 +111,11 @@ def test_best_model_is_chosen_by_validation_never_by_test():
                                        fake_result(create_variant("lenet", False, 0.0), 0.90, 0.99)))  # fmt: skip
     assert best_record([good_test, good_val]) is good_val
     assert best_record([{**good_val, "status": "failed"}]) is None
+    # Without a validation split (a preset's protocol) the fit to the training pairs decides, still never the test.
+    no_split = {"val_accuracy_mean": None}
+    fits = {**good_val, **no_split, "train_accuracy_mean": 0.97, "test_accuracy_mean": 0.70}
+    tests = {**good_test, **no_split, "train_accuracy_mean": 0.80, "test_accuracy_mean": 0.99}
+    assert best_record([tests, fits]) is fits
 
 
 def record(name: str, accuracy: float, seconds: float, **key) -> dict:
