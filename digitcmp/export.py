@@ -116,7 +116,7 @@ def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) 
 
     example = torch.rand(3, *INPUT_SHAPE[1:])  # any batch size: the batch axis is declared dynamic
     dynamic = {name: {0: INPUT_SHAPE[0]} for name in (INPUT_NAME, *OUTPUT_NAMES)}
-    with warnings.catch_warnings():  # the exporter's deprecation notes are for torch developers, not our users
+    with warnings.catch_warnings():  # the exporter's deprecation notes are for torch developers, not digitcmp's users
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,

@@ -89,7 +89,7 @@ def decode_image(data: bytes, name: str):
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with warnings.catch_warnings():  # Pillow warns about large images; we refuse them ourselves, in one line
+        with warnings.catch_warnings():  # Pillow warns about large images; they are refused below, in one line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size

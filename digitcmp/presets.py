@@ -1,6 +1,6 @@
 """The five course reports as presets: each report's architectures, loss, optimiser and protocol, with the table it
 published, so that ``digitcmp bench --preset NAME`` (and ``digitcmp tune --preset NAME`` where the report searched
-hyper-parameters) puts our figure beside theirs.
+hyper-parameters) puts the run's figure beside the report's.
 
 Plain data, no torch (``digitcmp list`` shows the presets). Where a report is silent or ambiguous, the choice is
 written in the preset's ``choices``; docs/reproductions.md discusses each.
