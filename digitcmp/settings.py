@@ -12,6 +12,7 @@ import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
+from functools import cache
 from typing import Any
 
 from .errors import DigitcmpError
@@ -82,8 +83,10 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+@cache
 def declared(cls: type) -> dict[str, tuple[Knob, Any, Any]]:
-    """A dataclass's settings in declaration order: name → (knob, type, default)."""
+    """A dataclass's settings in declaration order: name → (knob, type, default). Read once per class: every
+    instance's validation reads it."""
     hints = typing.get_type_hints(cls)
     return {f.name: (f.metadata[KNOB], hints[f.name], f.default) for f in fields(cls) if KNOB in f.metadata}
 

@@ -16,19 +16,21 @@ from .. import settings as s
 def with_options(
     name: str, *groups: type, grid: bool = False, build: Callable[..., Any] | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command an option for every setting the dataclasses ``groups`` declare (but those it declares itself)
+    """Give a command an option for every setting the dataclasses ``groups`` declare (but those whose flag an inner
+    group already gave it: bench's list of auxiliary weights before the variant's one weight)
     and hand it their values as the argument ``name``: ``build(**values)``, or without ``build`` a dict in which
     None means not given (the architecture's own or its recipe). With ``grid``, grid settings take comma lists
     (tuples of values: bench and tune)."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
-        taken = {flag for parameter in signature.parameters.values() for flag in flags_of(parameter)}
+        taken: set[str] = getattr(command, "option_flags", set())  # the flags an inner decorator already added
+        settings = {key: spec for group in groups for key, spec in s.declared(group).items()}
+        flags = {key: knob.flags or (s.flag(key),) for key, (knob, _, _) in settings.items()}
         options = {
-            setting_name: option(setting_name, knob, kind, grid, None if build is None else default)
-            for group in groups
-            for setting_name, (knob, kind, default) in s.declared(group).items()
-            if not taken & set(knob.flags or (s.flag(setting_name),))
+            key: option(key, knob, kind, grid, None if build is None else default)
+            for key, (knob, kind, default) in settings.items()
+            if not taken & set(flags[key])
         }
 
         @functools.wraps(command)
@@ -42,6 +44,7 @@ def with_options(
                  for key, (annotation, default, _) in options.items()]  # fmt: skip
         run.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+        run.option_flags = taken | {flag for key in options for flag in flags[key]}  # type: ignore[attr-defined]
         return run
 
     return decorate
@@ -72,13 +75,3 @@ def option(name: str, knob: s.Knob, kind: Any, grid: bool, default: Any) -> tupl
     if choices is None and kind in (int, float):
         common |= {"min": None if knob.low_open else knob.low, "max": None if knob.high_open else knob.high}
     return Annotated[(choices or kind) | None, typer.Option(*flags, **common)], default, lambda value: value
-
-
-def flags_of(parameter: inspect.Parameter) -> set[str]:
-    """The flags an option already takes (a command's own, or one an inner decorator added); none for the
-    parameters that receive a group of options."""
-    infos = [a for a in getattr(parameter.annotation, "__metadata__", ()) if isinstance(a, typer.models.OptionInfo)]
-    # in Annotated, an option's first flag is held where its default would be
-    names = [name for info in infos for name in (info.default, *(info.param_decls or ())) if isinstance(name, str)]
-    declared_flags = [part for name in names for part in name.split("/")]
-    return set(declared_flags) or ({s.flag(parameter.name)} if infos else set())
