@@ -37,7 +37,7 @@ def main() -> None:
     counts = [int(r) for r in args.rounds.split(",")]
     data = draw_rounds(load_source(None), max(counts), 1000, 1000, 0.0, seed=0)
     variant = create_variant(args.arch, True, 1.0, ensemble=args.ensemble)
-    config = TrainConfig.for_arch(args.arch, epochs=1, curves=False)
+    config = TrainConfig.for_arch(args.arch, epochs=1, curves="off")
     pairs = len(data[0].train) * (2 if config.swap else 1)
     steps = math.ceil(pairs / config.batch_size)
     cpu = torch.device("cpu")

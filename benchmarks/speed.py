@@ -108,9 +108,9 @@ def mean_std(values: list[float]) -> list[float]:
 def training_alone(data: list[RoundData], epochs: int, repeat: int) -> dict:
     """lenet with weight sharing and auxiliary loss, no curves: the plain loop against train_variant."""
     torch.manual_seed(repeat)
-    plain = [plain_round(r, epochs, shared=True, aux=1.0, curves=False) for r in data]
+    plain = [plain_round(r, epochs, shared=True, aux=1.0, curves="off") for r in data]
     variant = create_variant("lenet", True, 1.0)
-    result = train_variant(variant, data, TrainConfig(epochs=epochs, curves=False), torch.device("cpu"), seed=repeat)
+    result = train_variant(variant, data, TrainConfig(epochs=epochs, curves="off"), torch.device("cpu"), seed=repeat)
     return {
         "plain_seconds_per_round": statistics.fmean(s for s, _ in plain),
         "digitcmp_seconds_per_round": result.summary()["seconds_per_round"],

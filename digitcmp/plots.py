@@ -1,4 +1,4 @@
-"""The bench's plots (matplotlib, drawn off-screen): learning curves and accuracy per variant."""
+"""The bench's plots (matplotlib, drawn off-screen): learning curves, accuracy per variant and the effects."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure  # no pyplot: files only, no window, no global state (servers, CI)
 from matplotlib.patches import Rectangle
 
+from .config import LIGHT_CURVE_PAIRS
 from .variant import Technique
 
 
@@ -36,7 +37,9 @@ def plot_curves(records: list[dict], rounds: int, path: Path) -> None:
         ax.axis("off")
     if variants and axes.flat[0].get_lines():
         axes.flat[0].legend()
-    fig.suptitle(f"Learning curves, mean ± std over {rounds} rounds")
+    light = any(v.get("train_config", {}).get("curves") == "light" for v in variants)
+    sample = f"; test error on a fixed sample of {LIGHT_CURVE_PAIRS} test pairs each epoch" if light else ""
+    fig.suptitle(f"Learning curves, mean ± std over {rounds} rounds{sample}")
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
 
@@ -63,5 +66,28 @@ def plot_accuracy(records: list[dict], rounds: int, path: Path) -> None:
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     ax.legend(handles, list(colours), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+
+
+def plot_effects(effects: list[dict], path: Path) -> None:
+    """Each effect's paired difference with its 95% interval, one panel per architecture (row of the table)."""
+    rows = list(dict.fromkeys(e["row"] for e in effects))
+    fig = Figure(figsize=(7, 0.6 + 1.6 * max(1, len(rows))))
+    axes = fig.subplots(max(1, len(rows)), 1, squeeze=False, sharex=True)[:, 0]
+    colours = {"helps": "tab:green", "hurts": "tab:red"}
+    for ax, row in zip(axes, rows, strict=False):
+        mine = [e for e in effects if e["row"] == row]
+        for y, e in enumerate(mine):
+            low, high = (max(min(v, 1.0), -1.0) for v in (e["low"], e["high"]))  # a zero-spread n<2 edge: clip
+            ax.errorbar(100 * e["mean"], y, xerr=[[100 * (e["mean"] - low)], [100 * (high - e["mean"])]], fmt="o",
+                        color=colours.get(e["verdict"], "tab:gray"), capsize=3)  # fmt: skip
+        ax.set_yticks(range(len(mine)), [e["effect"] for e in mine], fontsize=8)
+        ax.set_ylim(len(mine) - 0.3, -0.7)  # the first effect on top
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(row, fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("difference in test accuracy (points), paired over rounds, with 95% interval")
+    fig.suptitle("Effects: green helps, red hurts, grey unclear")
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")

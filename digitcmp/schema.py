@@ -41,7 +41,7 @@ def setting_schema(knob: Knob, kind: Any) -> dict:
     """The JSON Schema of one declared setting's values: its type, its choices, its range."""
     base, choices = base_type(kind), choice_type(kind)
     if choices is not None:
-        return {"enum": [choice.value for choice in choices]}
+        return {"enum": [*(choice.value for choice in choices), *choices.legacy()]}
     if is_layers(base):
         return {"$ref": "#/$defs/layers"}
     json_type = {bool: "boolean", int: "integer", float: "number", str: "string"}[base]

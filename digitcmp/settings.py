@@ -31,6 +31,12 @@ class Choice(str, Enum):
     def __format__(self, spec: str) -> str:
         return format(str(self.value), spec)
 
+    @classmethod
+    def legacy(cls) -> dict[object, Choice]:
+        """Values earlier versions wrote for this setting, and the choice each now means (results, checkpoints and
+        models of those versions still load)."""
+        return {}
+
 
 @dataclass(frozen=True)
 class Knob:
@@ -125,12 +131,13 @@ def check_fields(obj: object) -> None:
         value = getattr(obj, name)
         choices = choice_type(kind)
         if choices is not None and value is not None and not isinstance(value, choices):
-            if value not in {member.value for member in choices}:
+            legacy = choices.legacy()
+            if value not in {member.value for member in choices} and value not in legacy:
                 allowed = ", ".join(member.value for member in choices)
                 raise DigitcmpError(
                     f"unknown {knob.label(name)[2:].replace('-', ' ')} '{value}'; choose from: {allowed}"
                 )
-            object.__setattr__(obj, name, choices(value))
+            object.__setattr__(obj, name, legacy[value] if value in legacy else choices(value))
         elif (knob.low is not None or knob.high is not None) and isinstance(value, (int, float)):
             if not isinstance(value, bool) and not knob.contains(value):
                 raise DigitcmpError(

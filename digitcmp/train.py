@@ -23,7 +23,7 @@ import torch
 
 from . import __version__, rng
 from .augment import augment
-from .config import TrainConfig
+from .config import LIGHT_CURVE_PAIRS, Curves, TrainConfig
 from .data import DigitSource, PairSet, RoundData, draw_rounds
 from .errors import DigitcmpError
 from .files import write_json
@@ -98,9 +98,10 @@ class RunResult:
         }
 
     def best_epoch_summary(self) -> dict[str, float]:
-        """Mean ± std of the best test epoch's accuracy, when the run recorded curves (else nothing)."""
+        """Mean ± std of the best test epoch's accuracy, when the run recorded full curves (else nothing: a light
+        curve's sample would make a different figure)."""
         best = [r.best_epoch_test_accuracy for r in self.rounds]
-        if None in best or not best:
+        if self.config.curves != Curves.full or None in best or not best:
             return {}
         spread = statistics.stdev(best) if len(best) > 1 else 0.0
         return {"best_epoch_test_accuracy_mean": statistics.fmean(best), "best_epoch_test_accuracy_std": spread}
@@ -212,6 +213,14 @@ def evaluate(model: ComparisonNet, pairs: PairSet, tta: bool | None = None) -> t
     return correct / n, digits_correct / (2 * n)
 
 
+def curve_pairs(pairs: PairSet, curves: Curves) -> PairSet:
+    """The pairs a learning curve is measured on: all of them, or (light) the first ``LIGHT_CURVE_PAIRS``, a fixed
+    random sample since pairs are drawn at random. Only the curves use it: final figures use every pair."""
+    if curves != Curves.light or pairs.targets.shape[1] <= LIGHT_CURVE_PAIRS:
+        return pairs
+    return PairSet(*(t[:, :LIGHT_CURVE_PAIRS] for t in (pairs.inputs, pairs.targets, pairs.classes)))
+
+
 def make_optimizer(model: ComparisonNet, config: TrainConfig, steps: int):
     """The optimiser (and one-cycle schedule) of a batched model. Fused kernels update every parameter in one
     pass per tensor: element-wise, so each member still gets exactly its own update, 3-5% faster a step."""
@@ -257,6 +266,7 @@ def train_members(
     optimizer, scheduler = make_optimizer(model, config, config.epochs * steps_per_epoch)
     member_index = torch.arange(model.networks, device=device)[:, None]
     history: dict[str, list[torch.Tensor]] = {"train_loss": [], "train_error": [], "val_error": [], "test_error": []}
+    val_curve, test_curve = (curve_pairs(pairs, config.curves) if pairs is not None else None for pairs in (val, test))
     for _ in range(config.epochs):
         order = epoch_order(streams["order"], n).to(device)
         loss_sum = torch.zeros(model.networks, device=device)
@@ -271,10 +281,10 @@ def train_members(
                 wrong += ((logits.detach() > 0).float() != targets).sum(1)
         history["train_loss"].append((loss_sum / n).view(members, k).mean(1))
         history["train_error"].append((wrong / n).view(members, k).mean(1))
-        if config.curves:
+        if config.curves != Curves.off:
             if val is not None:
-                history["val_error"].append(1 - evaluate(model, val, tta=False)[0])
-            history["test_error"].append(1 - evaluate(model, test, tta=False)[0])
+                history["val_error"].append(1 - evaluate(model, val_curve, tta=False)[0])
+            history["test_error"].append(1 - evaluate(model, test_curve, tta=False)[0])
         if on_epoch is not None:
             on_epoch(members)
     model.use_dropout_generators(None)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
+from .config import Curves, TrainConfig
 from .data import DigitSource, RoundData, draw_rounds, draw_tuning_rounds
 from .executor import ExecutorConfig, node_name, run_cells
 from .grid import BenchConfig, Job, TuneConfig, expand
@@ -115,7 +115,7 @@ def candidates(config: TuneConfig, spec: CellSpec) -> list[Trial]:
     """The configurations searched in one cell: the grid, or ``trials`` of it sampled with a seeded generator."""
     weight_sharing, aux = spec.technique.weight_sharing, spec.technique.has_aux
     fixed_aux = spec.preset_cell.variant["aux_weight"] if spec.preset_cell else 1.0
-    tuning = {"curves": False, **({"epochs": config.tune_epochs} if config.tune_epochs else {})}
+    tuning = {"curves": Curves.off, **({"epochs": config.tune_epochs} if config.tune_epochs else {})}
     grid = BenchConfig(
         archs=(spec.arch,),
         weight_sharing=(weight_sharing,),
@@ -180,7 +180,8 @@ def tune_cell(
             result = train_variant(trial.job.variant, tuning, trial.job.config, torch.device(device), seed, on_epoch)
             trial.scores = [r.val_accuracy for r in result.rounds]
         job = cell.selected.job
-        final = replace(job.config, curves=True, epochs=evaluation_epochs(cell.spec))
+        protocol = TrainConfig.for_arch(cell.spec.arch, **cell.spec.overrides)  # what tuning shortened or turned off
+        final = replace(job.config, curves=protocol.curves, epochs=protocol.epochs)
         result = train_variant(job.variant, evaluation, final, torch.device(device), seed, on_epoch)
         cell.outcome = Outcome(Job(job.variant, final, cell.spec.preset_cell), result, node=node_name())
         return cell

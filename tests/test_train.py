@@ -11,7 +11,7 @@ import torch
 
 import digitcmp.train as train_module
 from digitcmp import rng
-from digitcmp.config import TrainConfig
+from digitcmp.config import LIGHT_CURVE_PAIRS, TrainConfig
 from digitcmp.data import PairSet, RoundData, draw_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.model.losses import comparison_loss
@@ -183,7 +183,7 @@ def test_progress_counts_every_epoch_of_every_round_and_training_accuracy_is_sin
     monkeypatch.setattr(train_module, "evaluate", recording)
     counted: list[int] = []
     variant = create_variant("shallow-fc", True, 1.0, tta=True)
-    train_variant(variant, data, TrainConfig(epochs=2, curves=False), CPU, on_epoch=counted.append)
+    train_variant(variant, data, TrainConfig(epochs=2, curves="off"), CPU, on_epoch=counted.append)
     assert sum(counted) == 2 * 3  # epochs × rounds: what the progress bar counts
     assert views[0] is False  # the training pairs: one view, whatever the variant's test-time averaging
     assert views[1:] == [None, None]  # validation and test: the variant's own views
@@ -220,7 +220,7 @@ def random_round(index: int, n: int = 16) -> RoundData:
 
 
 # One epoch of one batch, with plain gradient descent: the trained parameters are the initial ones minus lr × grad.
-ONE_STEP = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.5, momentum=0.0, curves=False)
+ONE_STEP = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.5, momentum=0.0, curves="off")
 
 
 def joint_digit_heads(variant: Variant, model: ComparisonNet) -> set[str]:
@@ -267,7 +267,7 @@ def test_a_round_trains_the_same_alone_or_beside_another():
     """Round 1's initial parameters, batch order, shifts and dropout masks come from (seed, 1), so it ends with the
     same weights trained alone or beside round 0 (up to float rounding)."""
     variant = create_variant("deep-fc", False, 1.0, hidden=(16, 8), dropout=0.2)
-    config = TrainConfig(epochs=2, batch_size=8, shift=1, curves=False)
+    config = TrainConfig(epochs=2, batch_size=8, shift=1, curves="off")
     rounds = [random_round(0), random_round(1)]
     together, _ = train_members(variant, rounds, config, CPU, seed=4)
     alone, _ = train_members(variant, rounds[1:], config, CPU, seed=4)
@@ -291,7 +291,7 @@ def test_the_kept_weights_are_the_round_that_validates_best(val_fraction, monkey
 
     monkeypatch.setattr(train_module, "train_members", recording)
     data = draw_rounds(load_source(None), 4, n_train=200, n_test=40, val_fraction=val_fraction, seed=33, first=2)
-    config = TrainConfig(epochs=1, rounds_together=2, curves=False)
+    config = TrainConfig(epochs=1, rounds_together=2, curves="off")
     result = train_variant(create_variant("shallow-fc", True, 1.0, hidden=(16,)), data, config, CPU, seed=33)
     scores = {r.round: r.val_accuracy if val_fraction else r.train_accuracy for r in result.rounds}
     assert max(scores, key=scores.__getitem__) == 5 and sorted(scores.values())[-2] < scores[5], scores
@@ -315,3 +315,31 @@ def test_a_summary_gives_each_metrics_mean_and_the_test_spread_over_rounds():
     assert two["train_accuracy_mean"] == 0.375 and two["val_accuracy_mean"] is None
     assert two["seconds_per_round"] == 1.5
     assert result(0.5).summary()["test_accuracy_std"] == 0.0
+
+
+def test_light_curves_measure_a_fixed_sample_every_epoch_and_change_nothing_else():
+    data = draw_rounds(load_source(None), rounds=2, n_train=200, n_test=300, val_fraction=0.1, seed=0)
+    variant = create_variant("shallow-fc", True, 1.0)
+    runs = {
+        mode: train_variant(variant, data, TrainConfig(epochs=3, curves=mode), CPU) for mode in ("light", "full", "off")
+    }
+
+    def counted(errors: list[float], pairs: int) -> bool:  # each error a whole number of wrong pairs out of ``pairs``
+        return all(abs(e * pairs - round(e * pairs)) < 1e-3 for e in errors)
+
+    light, full = runs["light"].rounds[0].curves, runs["full"].rounds[0].curves
+    assert len(light["test_error"]) == len(full["test_error"]) == 3 and runs["off"].rounds[0].curves["test_error"] == []
+    assert counted(light["test_error"], LIGHT_CURVE_PAIRS) and counted(full["test_error"], 300)
+    assert not counted(light["test_error"], 300) or not counted(full["test_error"], LIGHT_CURVE_PAIRS)
+    assert light["val_error"] == full["val_error"]  # 20 validation pairs: fewer than the sample, so all of them
+    # The curves only watch: training, and the final figures on every test pair, are the same in all three.
+    for mode in ("light", "off"):
+        assert [r.test_accuracy for r in runs[mode].rounds] == [r.test_accuracy for r in runs["full"].rounds]
+        assert light["train_loss"] == full["train_loss"]
+    # The best test epoch is a figure of every test pair: only full curves give it.
+    assert "best_epoch_test_accuracy_mean" in runs["full"].summary()
+    assert "best_epoch_test_accuracy_mean" not in runs["light"].summary()
+
+
+def test_configurations_of_0_2_with_curves_on_or_off_still_load():
+    assert TrainConfig(curves=True).curves == "full" and TrainConfig(curves=False).curves == "off"

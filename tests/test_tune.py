@@ -158,7 +158,7 @@ def test_tuning_trains_its_own_epochs_and_the_evaluation_trains_the_cells(monkey
     settings = {**TINY, "overrides": {"epochs": 7}}
     config = TuneConfig(archs=("shallow-fc",), techniques=("none",), lrs=(1e-3, 3e-3), tune_epochs=2, **settings)
     (cell,) = tune_cells(config, load_source(None), CPU)
-    assert epochs == [(2, False), (2, False), (7, True)]  # two short trials, then the selection in full, with curves
+    assert epochs == [(2, "off"), (2, "off"), (7, "light")]  # two short trials, then the selection in full, with curves
     assert cell.outcome.job.config.epochs == 7 and cell.outcome.result.config.epochs == 7
 
 
