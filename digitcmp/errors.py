@@ -32,7 +32,7 @@ def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
 
 
 EXTRAS = {  # what each extra adds: the modules that the commands and options needing it import
-    "train": ("torch", "onnx", "matplotlib"),
+    "train": ("torch", "onnx", "matplotlib", "scipy"),
     "serve": ("starlette", "uvicorn", "multipart"),
     "ray": ("ray",),
 }

@@ -15,10 +15,14 @@ from rich.table import Table
 from .archs import ARCHS
 from .config import TrainConfig
 from .summary import (
+    EFFECT_COLUMNS,
+    EFFECT_NOTE,
     TUNE_COLUMNS,
     cell_text,
+    effect_rows,
     highest_test_accuracy,
     mean_std,
+    p_text,
     percent,
     row_label,
     selected_text,
@@ -213,6 +217,46 @@ def detail_table(document: dict) -> Table:
             percent(v["digit_accuracy_mean"]),
             percent(v["train_accuracy_mean"]),
             f"{v['seconds_per_round']:.2f}",
+        )
+    return table
+
+
+def effects_table(document: dict) -> Table | None:
+    """What weight sharing and the auxiliary loss did, with their uncertainty (None when nothing is paired)."""
+    effects = document.get("effects") or []
+    if not effects:
+        return None
+    table = Table(title="Effects on test accuracy, paired over rounds", title_justify="left", caption=EFFECT_NOTE,
+                  caption_justify="left")  # fmt: skip
+    for column in EFFECT_COLUMNS:
+        table.add_column(column, justify="left" if column in ("architecture", "effect", "verdict") else "right")
+    style = {"helps": "green", "hurts": "red"}
+    for row in effect_rows(effects):
+        table.add_row(*row[:-1], f"[{style[row[-1]]}]{row[-1]}[/]" if row[-1] in style else row[-1])
+    return table
+
+
+def comparison_table(rows: list[dict], first: str, second: str) -> Table:
+    """``digitcmp compare``: both sides' figures per cell and the difference with its interval."""
+    from .effects import decision_p, interval_of
+
+    caption = ("Paired over the rounds both ran where the two runs share seed, data and pair counts (p: exact "
+               "sign-flip test under 10 rounds, else t-test); Welch's otherwise. They agree where the 95% interval "
+               "holds 0.")  # fmt: skip
+    table = Table(title=f"B − A, test accuracy; A: {first}, B: {second}", title_justify="left", caption=caption,
+                  caption_justify="left")  # fmt: skip
+    for column in ("cell", "A", "B", "difference", "95% interval", "p", "test", ""):
+        table.add_column(column, justify="left" if column in ("cell", "test", "") else "right")
+    for r in rows:
+        table.add_row(
+            r["cell"],
+            mean_std(r["a_mean"], r["a_std"]),
+            mean_std(r["b_mean"], r["b_std"]),
+            f"{100 * r['mean']:+.1f}",
+            f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]",
+            p_text(decision_p(interval_of(r))),
+            r["test"],
+            "agree" if r["agree"] else "[red]differ[/]",
         )
     return table
 

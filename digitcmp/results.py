@@ -1,4 +1,4 @@
-"""The files of a bench or tune run: results.json, results.csv, summary.md and the two plots, each written
+"""The files of a bench or tune run: results.json, results.csv, summary.md and the plots, each written
 atomically."""
 
 from __future__ import annotations
@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .summary import (
+    EFFECT_COLUMNS,
+    EFFECT_NOTE,
     TUNE_COLUMNS,
     cell_text,
+    effect_rows,
     epochs_text,
     highest_test_accuracy,
     records,
@@ -35,6 +38,7 @@ def summary_markdown(document: dict) -> str:
     for label, cells in rows:
         texts = [f"**{cell_text(c)}**" if c is top and c else cell_text(c) for c in cells]
         lines.append(f"| {label} | " + " | ".join(texts) + " |")
+    lines += effects_markdown(document)
     if document.get("best"):
         lines += [
             "",
@@ -65,9 +69,10 @@ def results_csv(document: dict) -> str:
 
 
 def write_results(folder: Path, document: dict) -> None:
-    """results.json, results.csv, summary.md and the two plots of a bench or tune run, each written atomically."""
+    """results.json, results.csv, summary.md and the plots of a bench or tune run (effects.png where variants
+    pair up), each written atomically."""
     from .files import atomic_write, write_json, write_text
-    from .plots import plot_accuracy, plot_curves
+    from .plots import plot_accuracy, plot_curves, plot_effects
 
     markdown = tune_markdown if document.get("kind") == "tune" else summary_markdown
     write_json(folder / "results.json", document)
@@ -76,6 +81,8 @@ def write_results(folder: Path, document: dict) -> None:
     rounds = document["config"]["rounds"]
     atomic_write(folder / "curves.png", lambda tmp: plot_curves(records(document), rounds, tmp))
     atomic_write(folder / "accuracy.png", lambda tmp: plot_accuracy(records(document), rounds, tmp))
+    if document.get("effects"):
+        atomic_write(folder / "effects.png", lambda tmp: plot_effects(document["effects"], tmp))
 
 
 def tune_markdown(document: dict) -> str:
@@ -86,5 +93,22 @@ def tune_markdown(document: dict) -> str:
         "| " + " | ".join(TUNE_COLUMNS) + " |",
         "|---|---|---|---:|---:|",
         *("| " + " | ".join(row) + " |" for row in tune_rows(document)),
+        *effects_markdown(document),
     ]
     return "\n".join(lines) + "\n"
+
+
+def effects_markdown(document: dict) -> list[str]:
+    """The effects table's Markdown lines (none when no two variants pair up)."""
+    if not document.get("effects"):
+        return []
+    return [
+        "",
+        "#### Effects on test accuracy, paired over rounds",
+        "",
+        "| " + " | ".join(EFFECT_COLUMNS) + " |",
+        "|---|---|---:|---:|---:|---:|---|",
+        *("| " + " | ".join(row) + " |" for row in effect_rows(document["effects"])),
+        "",
+        EFFECT_NOTE,
+    ]

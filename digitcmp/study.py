@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from .data import DigitSource
+from .effects import study_effects
 from .errors import DigitcmpError
 from .executor import ExecutorConfig, run_cells
 from .files import write_json
@@ -161,6 +162,7 @@ def results_document(study: Study, records: list[dict], environment: dict, data:
         "data": data,
         "config": asdict(study.config),
         study.records_key: records,
+        "effects": study_effects(records, study.kind),
         "best": None,
     }
 

@@ -38,19 +38,23 @@ def row_label(variant: dict, vary: set[str]) -> str:
     return " · ".join([variant["arch"], *extras])
 
 
+def varying_settings(variants: list[dict]) -> set[str]:
+    """The settings a row label names: those that vary within one architecture (a grid axis), not those where
+    architectures merely have different recipes."""
+    archs = {v["arch"] for v in variants}
+    return {
+        key
+        for key in ROW_SETTINGS
+        if any(len({setting_text(v.get(key)) for v in variants if v["arch"] == arch}) > 1 for arch in archs)
+    }
+
+
 def summary_grid(variants: list[dict]) -> tuple[list[str], list[tuple[str, list[dict | None]]]]:
     """Rows (architecture and varying settings) × technique columns, each cell a variant record or None."""
     # The (weight sharing, aux weight) combinations present, in the reports' column order.
     combos = sorted({(v["weight_sharing"], v["aux_weight"]) for v in variants}, key=lambda c: (c[1] > 0, c[1], c[0]))
     several_aux = len({aux for _, aux in combos if aux > 0}) > 1
-    # Name a setting in the row label only where it varies within one architecture (a grid axis), not where
-    # architectures merely have different recipes.
-    archs = {v["arch"] for v in variants}
-    vary = {
-        key
-        for key in ROW_SETTINGS
-        if any(len({setting_text(v.get(key)) for v in variants if v["arch"] == arch}) > 1 for arch in archs)
-    }
+    vary = varying_settings(variants)
     rows: dict[str, dict[tuple[bool, float], dict]] = {}
     for v in variants:
         rows.setdefault(row_label(v, vary), {})[(v["weight_sharing"], v["aux_weight"])] = v
@@ -109,3 +113,34 @@ TUNE_COLUMNS = ("architecture", "technique", "selected", "validation", "test acc
 def failed(document: dict) -> bool:
     """Whether any cell of a bench or tune results document failed (the command then exits 1)."""
     return any(record.get("status") != "ok" for record in records(document))
+
+
+EFFECT_COLUMNS = ("architecture", "effect", "difference", "95% interval", "p", "p (Holm)", "verdict")
+EFFECT_NOTE = (
+    "Paired over rounds (round r of one variant against round r of the other); difference in accuracy points. "
+    "p: exact sign-flip test under 10 rounds, paired t-test from 10; Holm-corrected over the table. A verdict only "
+    "where the interval excludes 0 and the corrected p < 0.05."
+)
+
+
+def p_text(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def effect_rows(effects: list[dict]) -> list[list[str]]:
+    """The effects table: each technique's paired difference with its interval, p-values and verdict."""
+    from .effects import decision_p, interval_of
+
+    rows = []
+    for e in effects:
+        interval = interval_of(e)
+        rows.append([
+            e["row"],
+            e["effect"],
+            f"{100 * e['mean']:+.1f}",
+            f"[{100 * e['low']:+.1f}, {100 * e['high']:+.1f}]",
+            p_text(decision_p(interval)),
+            p_text(e["p_holm"]),
+            e["verdict"],
+        ])  # fmt: skip
+    return rows

@@ -257,6 +257,14 @@ def test_bench_writes_every_results_file(bench_run):
     model, _ = load_checkpoint(out / "best.pt")
     assert document["best"]["checkpoint"] == "best.pt" and model.variant.name == document["best"]["name"]
     assert "Test accuracy, mean ± std over 2 rounds" in result.stdout and "✅" in result.stdout
+    # Both architectures' four effects, paired over the two rounds, in the terminal, the file and a plot.
+    effects = document["effects"]
+    assert [(e["row"], e["effect"]) for e in effects][:2] == [("shallow-fc", "weight sharing"),
+                                                              ("shallow-fc", "auxiliary loss")]  # fmt: skip
+    assert len(effects) == 8 and all(e["n"] == 2 for e in effects)
+    assert "Effects on test accuracy, paired over rounds" in result.stdout
+    assert "#### Effects on test accuracy" in (out / "summary.md").read_text()
+    assert (out / "effects.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow

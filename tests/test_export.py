@@ -53,7 +53,7 @@ def checkpoints(tmp_path_factory):
         create_variant("shallow-fc", True, 1.0),
         create_variant("vgg4", False, 0.5, channels=(4,), ensemble=2),
     ):
-        result = train_variant(variant, data, TrainConfig(epochs=2, curves=False), torch.device("cpu"))
+        result = train_variant(variant, data, TrainConfig(epochs=2, curves="off"), torch.device("cpu"))
         paths[variant.arch] = save_checkpoint(folder / f"{variant.arch}.pt", result.best_state, result.variant,
                                               {"params": result.params, "summary": result.summary()})  # fmt: skip
     return paths

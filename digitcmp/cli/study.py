@@ -1,11 +1,11 @@
-"""``digitcmp bench`` and ``digitcmp tune``: a grid of variants over the same rounds, or each cell's settings chosen
-on validation pairs, with the tables, files and regression gate of a study."""
+"""``digitcmp bench``, ``tune`` and ``compare``: a grid of variants over the same rounds, or each cell's settings
+chosen on validation pairs, with the tables, files and regression gate of a study; and two studies side by side."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -46,12 +46,14 @@ def bench(*, request: BenchRequest, gate: Gate, run: Run, executor: ExecutorConf
     require_extra("train", "'digitcmp bench'")
     from ..bench import run_bench
     from ..plan import plan_bench
-    from ..report import compare_table, detail_table, outcome_line, stdout_console, summary_table
+    from ..report import compare_table, detail_table, effects_table, outcome_line, stdout_console, summary_table
 
     plan = plan_bench(request, settings, run.pairs, run.test_pairs, run.seed)
     baseline = gate.read_baseline()
     sizes = f"{len(plan.cells)} variants × {plan.config.rounds} rounds"
-    document = run_and_render(run_bench, plan, request, run, executor, sizes, outcome_line, summary_table, detail_table)
+    document = run_and_render(
+        run_bench, plan, request, run, executor, sizes, outcome_line, summary_table, detail_table, effects_table
+    )
     if baseline is not None:
         rows = gate.compare(document, baseline)
         if not run.json_output:
@@ -71,13 +73,38 @@ def tune(*, request: TuneRequest, search: dict, run: Run, executor: ExecutorConf
     """Choose each cell's hyper-parameters on validation pairs, then measure the choice on fresh rounds."""
     require_extra("train", "'digitcmp tune'")
     from ..plan import plan_tune
-    from ..report import tune_line, tune_table
+    from ..report import effects_table, tune_line, tune_table
     from ..tune import run_tune
 
     plan = plan_tune(request, search, settings, run.pairs, run.test_pairs, run.seed)
-    document = run_and_render(run_tune, plan, request, run, executor, f"{len(plan.cells)} cells", tune_line, tune_table)
+    document = run_and_render(run_tune, plan, request, run, executor, f"{len(plan.cells)} cells", tune_line, tune_table,
+                              effects_table)  # fmt: skip
     if failed(document):
         raise typer.Exit(1)
+
+
+@app.command(epilog=examples(
+    "digitcmp compare runs/bench-a runs/bench-b",
+    "digitcmp compare runs/batchnorm batchnorm-cv",
+    "digitcmp compare runs/study runs/study-next --json",
+))  # fmt: skip
+@friendly
+def compare(
+    first: Annotated[str, typer.Argument(help="A bench or tune results folder (or its results.json).")],
+    second: Annotated[str, typer.Argument(help="Another results folder, or a preset's name: the report's table.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+) -> None:
+    """Two runs (or a run and a report's published table) cell by cell: the difference with its 95% interval."""
+    require_extra("train", "'digitcmp compare'")
+    from ..compare import compare_sides, read_side
+    from ..report import comparison_table, stdout_console
+
+    a, b = read_side(first), read_side(second)
+    rows = compare_sides(a, b)
+    if json_output:
+        typer.echo(json.dumps({"a": a.name, "b": b.name, "cells": rows}, indent=2, ensure_ascii=False))
+    else:
+        stdout_console().print(comparison_table(rows, a.name, b.name))
 
 
 def run_and_render(
@@ -100,8 +127,8 @@ def run_and_render(
     if run.json_output:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        for table in tables:
-            stdout_console().print(table(document))
+        for table in filter(None, (make(document) for make in tables)):
+            stdout_console().print(table)
         if document.get("reproduction"):
             stdout_console().print(reproduction_table(document["reproduction"]))
     log.print(f"results in {folder}/ (results.json, results.csv, summary.md, curves.png, accuracy.png, best.pt)")
