@@ -23,6 +23,7 @@ from .summary import row_label, varying_settings
 LEVEL = 0.95  # the intervals' confidence
 ALPHA = 0.05  # the corrected p-value under which an effect gets a verdict
 EXACT_BELOW = 10  # with fewer rounds than this, the decision uses the exact sign-flip test (no normality assumed)
+EXACT_UP_TO = 16  # the exact test enumerates 2^n sign patterns: up to 65,536
 
 # Each effect: its name, the technique cell compared, and the cell it is compared against, as (weight sharing,
 # auxiliary loss) — the question of the study, and sharing's effect where the auxiliary loss is already on.
@@ -42,7 +43,7 @@ class Interval:
     low: float
     high: float
     p_t: float  # the t-test's (paired, or Welch's for two independent runs)
-    p_exact: float | None = None  # the exact sign-flip permutation test's (paired only)
+    p_exact: float | None = None  # the exact sign-flip permutation test's (paired, up to EXACT_UP_TO rounds)
     n: int = 0  # rounds paired (0 for a Welch difference)
     df: float | None = None  # the t distribution's degrees of freedom
 
@@ -52,17 +53,19 @@ class Interval:
 
 
 def paired(differences: list[float] | np.ndarray) -> Interval:
-    """A paired difference from its per-round values: mean, t interval, t-test and exact sign-flip test."""
+    """A paired difference from its per-round values (at least 2): mean, t interval, t-test and the exact sign-flip
+    test (up to ``EXACT_UP_TO`` rounds, whose 2^n sign patterns it enumerates)."""
     d = np.asarray(differences, dtype=float)
     n, mean = len(d), float(d.mean())
-    if n < 2 or np.ptp(d) == 0:  # no spread to estimate: the interval is the point, p is 0 or 1
-        p = 1.0 if mean == 0 or n < 2 else 0.0
-        low, high = (mean, mean) if n >= 2 else (-math.inf, math.inf)
-        return Interval(mean, low, high, p, p if n >= 2 else 1.0, n, n - 1 or None)
+    if np.ptp(d) == 0:  # every round moved by the same amount: no spread, the interval is the point
+        p_exact = 1.0 if mean == 0 else min(1.0, 2 / 2**n)  # only all-plus and all-minus are as extreme
+        return Interval(mean, mean, mean, 1.0 if mean == 0 else 0.0, p_exact if n <= EXACT_UP_TO else None, n, n - 1)
     test = stats.ttest_1samp(d, 0.0)
     ci = test.confidence_interval(LEVEL)
-    exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf)
-    return Interval(mean, float(ci.low), float(ci.high), float(test.pvalue), float(exact.pvalue), n, n - 1)
+    p_exact = None
+    if n <= EXACT_UP_TO:
+        p_exact = float(stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue)
+    return Interval(mean, float(ci.low), float(ci.high), float(test.pvalue), p_exact, n, n - 1)
 
 
 def welch(a: tuple[float, float, int], b: tuple[float, float, int]) -> Interval:

@@ -86,9 +86,14 @@ def test_a_verdict_needs_the_interval_to_exclude_zero_and_the_corrected_p_under_
 
 def test_differences_without_spread_give_a_point_interval():
     same = paired([0.01, 0.01, 0.01])
-    assert (same.low, same.high, same.p_t) == (0.01, 0.01, 0.0)
+    assert (same.low, same.high, same.p_t, same.p_exact) == (0.01, 0.01, 0.0, 0.25)
     none = paired([0.0, 0.0])
-    assert none.p_t == 1.0 and not none.excludes_zero
+    assert none.p_t == none.p_exact == 1.0 and not none.excludes_zero
+
+
+def test_many_rounds_skip_the_exact_test_and_decide_by_the_t_test():
+    interval = paired(np.linspace(-0.01, 0.03, 40))
+    assert interval.p_exact is None and decision_p(interval) == interval.p_t
 
 
 def record(arch: str, ws: bool, aux: float, accuracies: list[float], **extra: object) -> dict:
