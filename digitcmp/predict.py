@@ -228,11 +228,36 @@ def run_pairs(model: Model, pairs: list[tuple[Digit, Digit]]) -> list[Prediction
     return results
 
 
-def predict_pairs(model: Model, pairs: list[tuple[Path, Path]]) -> Iterator[Prediction]:
-    """Prepare and run pairs of files in batches through one session."""
+@dataclass
+class Failed:
+    """A pair of a batch that could not be read (a damaged, empty or digit-less picture): its files and why."""
+
+    first: Path
+    second: Path
+    error: str
+
+    def to_dict(self) -> dict:
+        return {"first": {"path": str(self.first)}, "second": {"path": str(self.second)}, "error": self.error}
+
+
+def read_pair(first: Path, second: Path, keep_going: bool) -> tuple[Digit, Digit] | Failed:
+    try:
+        return load_digit(first), load_digit(second)
+    except DigitcmpError as exc:
+        if not keep_going:
+            raise
+        return Failed(Path(first), Path(second), str(exc))
+
+
+def predict_pairs(
+    model: Model, pairs: list[tuple[Path, Path]], keep_going: bool = False
+) -> Iterator[Prediction | Failed]:
+    """Prepare and run pairs of files in batches through one session, in order. ``keep_going`` (a batch): a pair
+    whose picture cannot be read becomes a ``Failed`` row and the others are still answered; else it stops all."""
     for start in range(0, len(pairs), BATCH):
-        chunk = pairs[start : start + BATCH]
-        yield from run_pairs(model, [(load_digit(a), load_digit(b)) for a, b in chunk])
+        read = [read_pair(a, b, keep_going) for a, b in pairs[start : start + BATCH]]
+        answers = iter(run_pairs(model, [pair for pair in read if not isinstance(pair, Failed)]))
+        yield from (pair if isinstance(pair, Failed) else next(answers) for pair in read)
 
 
 def save_digits(predictions: list[Prediction], folder: Path) -> list[Path]:
@@ -279,8 +304,10 @@ def pairs_to_read(images: list[Path] | None, csv: Path | None) -> list[tuple[Pat
     return read_pairs_csv(csv) if csv is not None else [(images[0], images[1])]
 
 
-def timed(model: Model, pairs: list[tuple[Path, Path]]) -> tuple[list[Prediction], float]:
-    """Every pair's prediction and the seconds they took (for the throughput line)."""
+def timed(
+    model: Model, pairs: list[tuple[Path, Path]], keep_going: bool = False
+) -> tuple[list[Prediction | Failed], float]:
+    """Every pair's prediction (or failure, with ``keep_going``) and the seconds they took (the throughput line)."""
     started = time.perf_counter()
-    results = list(predict_pairs(model, pairs))
+    results = list(predict_pairs(model, pairs, keep_going))
     return results, time.perf_counter() - started

@@ -33,7 +33,7 @@ from .variant import create_variant
 
 if TYPE_CHECKING:  # report.py serves predict and list too, which must not import torch
     from .export import ExportSummary
-    from .predict import Prediction
+    from .predict import Failed, Prediction
     from .train import RunResult
 
 
@@ -370,12 +370,16 @@ def prediction_panel(p: Prediction) -> Panel:
     return Panel("\n".join(lines), title="digitcmp predict", expand=False)
 
 
-def predictions_table(predictions: list[Prediction]) -> Table:
+def predictions_table(predictions: list[Prediction | Failed]) -> Table:
+    """A batch's answers, one row per pair; a pair that could not be read says why, in red."""
     table = Table(title=f"{len(predictions)} pairs", title_justify="left")
     for column in ("first", "digit", "second", "digit", "first ≤ second", "probability", "unsure", "consistent"):
         table.add_column(column, justify="left" if column in ("first", "second") else "right")
     for p in predictions:
         d = p.to_dict()
+        if "error" in d:
+            table.add_row(d["first"]["path"], "", d["second"]["path"], "", f"[red]error: {d['error']}[/]", "", "", "")
+            continue
         table.add_row(
             d["first"]["path"], str(d["first"]["digit"]), d["second"]["path"], str(d["second"]["digit"]),
             "yes" if d["first_le_second"] else "no", percent(d["probability"]), "⚠" if d["unsure"] else "",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_one_line_error
-from digits import PAIRS, labelled_pair, write_pair
+from digits import PAIRS, labelled_pair, png, write_pair
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
@@ -179,6 +179,29 @@ def test_predict_pairs_csv_answers_every_row_in_order(tmp_path):
     assert [line["first_le_second"] for line in lines] == [first <= second for first, second in expected]
     table = runner.invoke(app, ["predict", "--pairs", str(csv_path)])
     assert table.exit_code == 0 and f"{len(rows)} pairs" in table.stdout and "pairs/s" in table.output
+
+
+def test_a_batch_answers_every_readable_pair_and_names_each_file_it_could_not_read(tmp_path):
+    a, b = write_pair(tmp_path, *labelled_pair(2, 7))
+    damaged, empty = tmp_path / "damaged.png", tmp_path / "empty.png"
+    damaged.write_bytes(png(labelled_pair(5, 5)[0].image)[:60])  # a PNG cut short
+    empty.write_bytes(b"")
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text(f"first,second\n{a},{b}\n{a},{damaged}\n{b},{a}\n{empty},{b}\n")
+    result = runner.invoke(app, ["predict", "--pairs", str(csv_path), "--json"])
+    assert result.exit_code == 2, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line.get("error") is None for line in lines] == [True, False, True, False]
+    assert [(line["first"]["digit"], line["second"]["digit"]) for line in (lines[0], lines[2])] == [(2, 7), (7, 2)]
+    assert str(damaged) in lines[1]["error"] and lines[1]["second"]["path"] == str(damaged)
+    assert str(empty) in lines[3]["error"] and "empty" in lines[3]["error"]
+    assert_one_line_error(result, 2, "2 of 4 pairs could not be read")
+    table = runner.invoke(app, ["predict", "--pairs", str(csv_path)])
+    assert table.exit_code == 2 and "4 pairs" in table.stdout and "error: " in table.stdout
+    assert "2 pairs in" in table.output  # the throughput line counts the answered pairs
+    assert_one_line_error(table, 2, "2 of 4 pairs could not be read")
+    # Two files on the command line are one answer: a damaged one is that answer's error, as before.
+    assert_one_line_error(runner.invoke(app, ["predict", str(a), str(damaged)]), 2, str(damaged))
 
 
 def bad_inputs(tmp_path) -> dict:

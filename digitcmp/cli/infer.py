@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..config import DATA_ENV
-from ..errors import require_extra
+from ..errors import DigitcmpError, require_extra
 from ..settings import ADVANCED
 from .app import app, examples, friendly
 
@@ -64,13 +64,14 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
             json_output: PredictJson = False,
             save_digits_to: SaveDigits = None) -> None:  # fmt: skip
     """Is the digit in the first image ≤ the digit in the second? (onnxruntime; no torch needed)"""
-    from ..predict import load_model, pairs_to_read, save_digits, timed
+    from ..predict import Failed, load_model, pairs_to_read, save_digits, timed
     from ..report import prediction_panel, predictions_table, stderr_console, stdout_console
 
     todo = pairs_to_read(images, pairs)
-    results, seconds = timed(load_model(model), todo)
+    results, seconds = timed(load_model(model), todo, keep_going=pairs is not None)
+    answered = [r for r in results if not isinstance(r, Failed)]
     if save_digits_to is not None:
-        written = save_digits(results, save_digits_to)
+        written = save_digits(answered, save_digits_to)
         stderr_console(json_output).print(f"{len(written)} digits as the model saw them: {save_digits_to}/")
     if json_output:
         for result in results:
@@ -79,7 +80,11 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
         stdout_console().print(prediction_panel(results[0]))
     else:
         stdout_console().print(predictions_table(results))
-        stderr_console().print(f"{len(results)} pairs in {seconds:.2f} s ({len(results) / seconds:,.0f} pairs/s)")
+        stderr_console().print(f"{len(answered)} pairs in {seconds:.2f} s ({len(answered) / seconds:,.0f} pairs/s)")
+    if len(answered) < len(results):
+        failed = len(results) - len(answered)
+        raise DigitcmpError(f"{failed} of {len(results)} pairs could not be read (their rows name the file and why); "
+                            "the other pairs are answered")  # fmt: skip
 
 
 @app.command(epilog=examples(
