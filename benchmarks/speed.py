@@ -5,15 +5,18 @@ separate, a 20-64-1 comparison head), mini-batches of 100, Adam 1e-3, ``loss.ite
 
 - training alone: lenet with weight sharing and auxiliary loss, the plain loop against ``train_variant`` (all
   rounds as one batched model), both without per-epoch curves;
-- the bench end to end: the four lenet variants with the learning curves the bench records (training loss and
-  error, validation and test error after every epoch), the plain loop measuring the same after every epoch, against
-  a whole ``digitcmp bench --arch lenet`` process (start-up, training, evaluation, files and plots included).
+- the bench end to end: the four lenet variants with learning curves (training loss and error, validation and test
+  error after every epoch). The plain loop measures its curves as the reports did, on every validation and test
+  pair; a whole ``digitcmp bench --arch lenet`` process (start-up, training, evaluation, files and plots included)
+  records its default curves (``--curves light``: a fixed 200-pair sample each epoch; ``--curves full`` here runs
+  the bench with every pair instead).
 
 Both sides train on identical rounds; the script prints seconds per round, test accuracy (mean ± std) and the
 speed-ups, and exits 1 when the end-to-end speed-up is below --min-speedup (when given).
 
     python benchmarks/speed.py                         # lenet, 10 rounds × 25 epochs, both comparisons
     python benchmarks/speed.py --part training --repeats 3
+    python benchmarks/speed.py --part bench --curves full   # the bench's curves on every pair, as the plain loop's
 """
 
 from __future__ import annotations
@@ -119,13 +122,14 @@ def training_alone(data: list[RoundData], epochs: int, repeat: int) -> dict:
     }
 
 
-def bench_end_to_end(data: list[RoundData], rounds: int, epochs: int, repeat: int) -> dict:
+def bench_end_to_end(data: list[RoundData], rounds: int, epochs: int, repeat: int, curves: str) -> dict:
     """The four lenet variants with curves: the plain loop against a whole 'digitcmp bench --arch lenet'."""
     torch.manual_seed(repeat)
     plain = [plain_round(r, epochs, shared, aux, curves=True) for shared in (False, True) for aux in (0.0, 1.0)
              for r in data]  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
-        flags = ["--arch", "lenet", "--rounds", str(rounds), "--epochs", str(epochs), "--seed", str(repeat)]
+        flags = ["--arch", "lenet", "--rounds", str(rounds), "--epochs", str(epochs), "--seed", str(repeat),
+                 "--curves", curves]  # fmt: skip
         command = [sys.executable, "-m", "digitcmp", "bench", *flags, "--device", "cpu", "--out", folder, "-q"]
         started = time.perf_counter()
         environ = {key: value for key, value in os.environ.items() if key != "DIGITCMP_DATA"}  # bundled digits
@@ -148,13 +152,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=1, help="measure each side this many times; report medians")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both sides")
+    parser.add_argument("--curves", choices=("light", "full"), default="light", help="the bench's learning curves")
     parser.add_argument("--min-speedup", type=float, help="exit 1 when the end-to-end speed-up is below this")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # the same allocator for both sides (train_variant would set it only after the plain loop)
     chosen = ["training", "bench"] if args.part == "both" else [args.part]
-    figures: dict = {"rounds": args.rounds, "epochs": args.epochs, "threads": args.threads,
+    figures: dict = {"rounds": args.rounds, "epochs": args.epochs, "threads": args.threads, "curves": args.curves,
                      "torch_version": str(torch.__version__)}  # fmt: skip
     for part in chosen:
         runs = []
@@ -164,7 +169,7 @@ def main() -> None:
             run = (
                 training_alone(data, args.epochs, repeat)
                 if part == "training"
-                else bench_end_to_end(data, args.rounds, args.epochs, repeat)
+                else bench_end_to_end(data, args.rounds, args.epochs, repeat, args.curves)
             )
             runs.append(run)
             print(f"{part}, repeat {repeat}: plain {run['plain_seconds_per_round']:.2f} s/round, digitcmp "
