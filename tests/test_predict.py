@@ -261,11 +261,16 @@ def test_bad_models_are_refused(tmp_path, two_images):
 
 
 def test_usage_mistakes(two_images):
-    for args in (
-        ["predict", str(two_images[0])],
-        ["predict", str(two_images[0]), str(two_images[1]), "--pairs", "x.csv"],
+    for args, line in (
+        (["predict", str(two_images[0])], "error: predict needs two image files, or --pairs CSV"),
+        (
+            ["predict", *map(str, two_images), "--pairs", "x.csv"],
+            "error: give either two image files or --pairs CSV, not both",
+        ),
     ):
-        assert_one_line_error(runner.invoke(app, args), 2, "predict" if len(args) == 2 else "not both")
+        result = runner.invoke(app, args)
+        assert_one_line_error(result, 2)
+        assert result.output.strip().splitlines()[-1] == line  # the whole line: it tells the fix
 
 
 @pytest.mark.slow
