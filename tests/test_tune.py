@@ -184,3 +184,8 @@ def test_tune_command_prints_the_table_and_writes_its_files(tmp_path):
         "| architecture | technique | selected | validation | test accuracy |" in (tmp_path / "summary.md").read_text()
     )
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + 4 * 2
+    # The four cells evaluate on the same rounds: each technique's effect pairs them, whatever lr each selected.
+    assert [e["effect"] for e in document["effects"]] == ["weight sharing", "auxiliary loss", "both",
+                                                          "sharing, given aux"]  # fmt: skip
+    assert all(e["row"] == "shallow-fc" and e["n"] == 2 for e in document["effects"])
+    assert "Effects on test accuracy, paired over rounds" in result.stdout
