@@ -321,6 +321,9 @@ def epoch_order(generators: list[torch.Generator], n: int) -> torch.Tensor:
     return torch.stack([torch.randperm(n, generator=g) for g in generators])
 
 
+Best = tuple[float, int, dict[str, torch.Tensor]]  # a round's score, its index and its weights
+
+
 def train_variant(
     variant: Variant,
     rounds: list[RoundData],
@@ -337,7 +340,7 @@ def train_variant(
         len(rounds) if device.type == "cuda" else max(1, CPU_NETWORKS // variant.ensemble)
     )
     results: list[RoundResult] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    best: Best | None = None
     params = 0
     for first in range(0, len(rounds), together):
         chunk = rounds[first : first + together]
@@ -356,12 +359,18 @@ def train_variant(
             digit_acc_m = digit_acc[m] if variant.names_digits else None
             figures = rounded(fit_acc[m], val_acc_m, test_acc[m], digit_acc_m, seconds)
             results.append(RoundResult(data.index, *figures, curves[m]))
-            # Model selection uses validation accuracy (training accuracy when there is no validation split).
             score = float(val_acc_m if val_acc_m is not None else fit_acc[m])
-            if best is None or score > best[0]:
-                best = (score, data.index, member_state(model, m))
+            best = keep_best(best, score, data.index, functools.partial(member_state, model, m))
     assert best is not None
     return RunResult(variant, params, config, str(device), results, best[1], best[2])
+
+
+def keep_best(best: Best | None, score: float, index: int, weights: Callable[[], dict[str, torch.Tensor]]) -> Best:
+    """Model selection: the round with the highest validation accuracy (training accuracy where there is no
+    validation split), never test accuracy; the first of equal rounds. ``weights`` is copied only for a new best."""
+    if best is None or score > best[0]:
+        return score, index, weights()
+    return best
 
 
 @dataclass

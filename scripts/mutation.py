@@ -26,17 +26,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCOPE = {
-    "pair drawing": ["digitcmp.data.x_draw_pairs__*", "digitcmp.data.x_split_validation__*",
-                     "digitcmp.data.x_draw_rounds__*"],
+    "pair drawing": ["digitcmp.data.x_draw_pairs__*", "digitcmp.data.x_split_validation__*"],
     "comparison heads and losses": ["digitcmp.model.network.xǁStructuredHeadǁforward__*",
                                     "digitcmp.model.network.x_comparison_logit__*",
-                                    "digitcmp.model.network.xǁComparisonNetǁsingle_view__*",
                                     "digitcmp.model.losses.*"],
-    "training's round and checkpoint selection": ["digitcmp.train.x_train_variant__*",
+    "training's round and checkpoint selection": ["digitcmp.train.x_keep_best__*",
                                                   "digitcmp.train.x_epoch_order__*",
                                                   "digitcmp.train.xǁRunResultǁsummary__*",
-                                                  "digitcmp.train.xǁRunResultǁmean_std__*"],
-    "export's gate": ["digitcmp.export.x_check_parity__*", "digitcmp.export.x_export_onnx__*"],
+                                                  "digitcmp.train.xǁRunResultǁmean_std__*",
+                                                  "digitcmp.train.xǁRunResultǁbest_epoch_summary__*"],
+    "export's gate": ["digitcmp.export.x_check_parity__*"],
     "predict's pairing": ["digitcmp.predict.x_run_pairs__*", "digitcmp.predict.x_predict_pairs__*",
                           "digitcmp.predict.xǁPredictionǁ*", "digitcmp.predict.x_read_pairs_csv__*",
                           "digitcmp.predict.x_pairs_to_read__*"],
