@@ -5,6 +5,10 @@ FOLDER holds images of single handwritten digits and a `labels.csv` with the col
 prepares it and read by the model; comparison pairs are formed within each style (each image against the next one
 of a seeded shuffle, so every image is a first and a second digit once).
 
+It also reads each pair as one picture holding both digits, as `digitcmp predict SHEET` does: the two images of a
+pair, from the same source (the same paper, pen and camera), side by side with a digit's width between them, and
+counts the single-digit images refused as holding several digits.
+
     python benchmarks/realworld.py FOLDER                          # the shipped model
     python benchmarks/realworld.py FOLDER --model models/mine.onnx --json
     python benchmarks/realworld.py FOLDER --sheet sheet.png   # inputs beside the digits the model saw
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import random
 import statistics
@@ -25,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from digitcmp.errors import DigitcmpError
-from digitcmp.predict import Digit, load_digit, load_model, run_pairs
+from digitcmp.predict import Digit, load_digit, load_model, pair_from_bytes, run_pairs
 
 
 def read_labels(folder: Path) -> list[dict]:
@@ -38,12 +43,14 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
     rows = read_labels(folder)
     prepared: list[tuple[dict, Digit | None]] = []
     seconds = []
+    several = 0  # single-digit images refused as holding several digits
     for row in rows:
         started = time.perf_counter()
         try:
             digit = load_digit(folder / row["path"])
-        except DigitcmpError:
+        except DigitcmpError as exc:
             digit = None  # refused: counts as a wrong read
+            several += " digits; crop it" in str(exc)
         seconds.append(time.perf_counter() - started)
         prepared.append((row, digit))
     by_style: dict[str, list[int]] = defaultdict(list)
@@ -69,7 +76,9 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
         groups["style"][row["style"]].append(index)
         groups["source"][f"{row['style']}/{row['source']}"].append(index)
     figures: dict = {"images": len(rows), "refused": sum(d is None for _, d in prepared),
-                     "median_ms_per_image": round(1000 * statistics.median(seconds), 1)}  # fmt: skip
+                     "refused_as_several_digits": several,
+                     "median_ms_per_image": round(1000 * statistics.median(seconds), 1),
+                     "one_picture_pairs": one_picture_pairs(folder, rows, model, seed)}  # fmt: skip
     right = {i: reads.get(i) == row["digit"] for i, (row, _) in enumerate(prepared)}
     for name, unsure in (("sure", False), ("unsure", True)):
         indices = [i for i in flagged if flagged[i] == unsure]
@@ -87,6 +96,47 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
             for name, indices in sorted(members.items())
         }
     return figures, prepared
+
+
+def side_by_side(first: Path, second: Path) -> bytes:
+    """Two pictures of one source as one: scaled to the same height, each grown by half a digit's width on every
+    side in its own paper's colour (the median of its border), and put side by side."""
+    pictures = [Image.open(path).convert("RGB") for path in (first, second)]
+    height = max(picture.height for picture in pictures)
+    margin = height // 4
+    grown = []
+    for picture in pictures:
+        scaled = np.asarray(picture.resize((max(1, round(picture.width * height / picture.height)), height)))
+        border = np.concatenate([scaled[0], scaled[-1], scaled[:, 0], scaled[:, -1]])
+        canvas = np.empty((height + 2 * margin, scaled.shape[1] + 2 * margin, 3), np.uint8)
+        canvas[:] = np.median(border, axis=0).astype(np.uint8)
+        canvas[margin:-margin, margin:-margin] = scaled
+        grown.append(canvas)
+    buffer = io.BytesIO()
+    Image.fromarray(np.concatenate(grown, axis=1)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def one_picture_pairs(folder: Path, rows: list[dict], model, seed: int) -> dict:
+    """Each source's images paired (a seeded shuffle, each image first once) and read as one picture each: how
+    often the comparison is right (a refused picture counts as wrong), per style."""
+    rng = random.Random(seed)
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_source[f"{row['style']}/{row['source']}"].append(row)
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for _, members in sorted(by_source.items()):
+        order = members[:]
+        rng.shuffle(order)
+        for a, b in zip(order, order[1:] + order[:1], strict=True):
+            try:
+                pair = pair_from_bytes(side_by_side(folder / a["path"], folder / b["path"]), "sheet")
+            except DigitcmpError:
+                hits[a["style"]].append(False)
+                continue
+            [answer] = run_pairs(model, [pair])
+            hits[a["style"]].append(answer.first_le_second == (a["digit"] <= b["digit"]))
+    return {style: {"pairs": len(h), "pair_accuracy": round(float(np.mean(h)), 4)} for style, h in sorted(hits.items())}
 
 
 def sheet(prepared: list[tuple[dict, Digit | None]], folder: Path, path: Path, per_source: int = 4) -> None:
@@ -123,11 +173,14 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     each = figures["median_ms_per_image"]
-    print(f"{figures['images']} images, {figures['refused']} refused, {each} ms each to prepare (median)")
+    print(f"{figures['images']} images, {figures['refused']} refused ({figures['refused_as_several_digits']} as "
+          f"holding several digits), {each} ms each to prepare (median)")  # fmt: skip
     for name in ("sure", "unsure"):
         f = figures[f"{name}_reads"]
         accuracy = "—" if f["digit_accuracy"] is None else f"{100 * f['digit_accuracy']:.1f}%"
         print(f"reads reported as {name}: {f['images']}, {accuracy} of them right")
+    for style, f in figures["one_picture_pairs"].items():
+        print(f"one picture holding both digits, {style}: {f['pairs']} pairs, {100 * f['pair_accuracy']:.1f}% right")
     for kind in ("style", "source"):
         print(f"{kind:28} {'images':>7} {'digits':>8} {'pairs':>8}")
         for name, f in figures[kind].items():

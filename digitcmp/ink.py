@@ -23,10 +23,22 @@ MNIST_STROKE = (0.086, 0.117, 0.162)
 MIN_CONTRAST = 6.0
 MIN_INK_SHARE = 0.001
 CLEAN_NOISE = 0.02  # paper this even (robust std of the ink map off the digit) keeps its grey levels as they are
+GROUP_GAP = 0.15  # pieces of ink nearer than this share of a digit's box belong to that digit
+# A group of ink is a digit with at least these shares of the largest group's ink and of the tallest one's height
+# (a thin 1 beside a bold 8 holds a sixth of its ink; a stray mark is short).
+GROUP_INK, GROUP_HEIGHT = 0.1, 0.5
 
 
 class NoDigit(ValueError):
     """The picture holds nothing that reads as ink on paper (blank paper, noise only)."""
+
+
+class SeveralDigits(ValueError):
+    """The picture holds another number of digits than asked for (``count``)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} digits")
+        self.count = count
 
 
 @dataclass
@@ -239,10 +251,9 @@ def normalise_strokes(image: np.ndarray) -> tuple[np.ndarray, float]:
     return np.clip(work / max(float(work.max()), 1e-6), 0.0, 1.0), width / median  # a thin line's grey becomes ink
 
 
-def isolate(rgb: np.ndarray) -> Ink:
-    """The digit of a picture (float RGB H×W×3 in [0, 1]) as a float image, white on black.
-
-    Raises ``NoDigit`` when nothing in the picture reads as ink on paper."""
+def ink_and_mask(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """A picture's ink map (shading removed), its ink mask, the paper's noise and the ink's level. Raises
+    ``NoDigit`` when nothing in the picture reads as ink on paper."""
     ink = flatten(ink_map(rgb))
     mask = otsu(ink)
     if mask.mean() < MIN_INK_SHARE:
@@ -253,9 +264,11 @@ def isolate(rgb: np.ndarray) -> Ink:
     level = float(np.median(ink[mask]))
     if level - float(np.median(background) if background.size else 0.0) < MIN_CONTRAST * max(noise, 0.01):
         raise NoDigit("ink indistinguishable from the paper")
-    digit, dropped = digit_components(remove_lines(mask))
-    if not digit.any():
-        raise NoDigit("no digit-sized ink")
+    return ink, mask, noise, level
+
+
+def digit_ink(ink: np.ndarray, mask: np.ndarray, digit: np.ndarray, noise: float, level: float, dropped: int) -> Ink:
+    """One digit's strokes (``digit``, a mask) as a float image, white on black, its stroke width normalised."""
     region = cv2.dilate(digit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     clean = noise < CLEAN_NOISE
     if clean:  # keep the picture's own grey levels, scaled so that the strokes reach full white
@@ -265,3 +278,83 @@ def isolate(rgb: np.ndarray) -> Ink:
         image = np.clip((ink - 0.5 * threshold) / max(level - 0.5 * threshold, 1e-6), 0.0, 1.0) * region
     image, relative = normalise_strokes(image.astype(np.float32))
     return Ink(image.astype(np.float32), clean, relative, dropped)
+
+
+def isolate(rgb: np.ndarray) -> Ink:
+    """The digit of a picture (float RGB H×W×3 in [0, 1]) as a float image, white on black.
+
+    Raises ``NoDigit`` when nothing in the picture reads as ink on paper, ``SeveralDigits`` when it holds more than
+    one digit (``digit_groups``)."""
+    ink, mask, noise, level = ink_and_mask(rgb)
+    strokes = remove_lines(mask)
+    groups = digit_groups(strokes)
+    if len(groups) > 1:
+        raise SeveralDigits(len(groups))
+    digit, dropped = digit_components(strokes)
+    if not digit.any():
+        raise NoDigit("no digit-sized ink")
+    return digit_ink(ink, mask, digit, noise, level, dropped)
+
+
+def isolate_pair(rgb: np.ndarray) -> list[tuple[str, Ink]]:
+    """The two digits of one picture, in reading order (left to right, or top to bottom when they are stacked),
+    each with its place. Raises ``NoDigit`` without ink, ``SeveralDigits`` with a count other than two."""
+    ink, mask, noise, level = ink_and_mask(rgb)
+    groups = digit_groups(remove_lines(mask))
+    if len(groups) != 2:
+        raise SeveralDigits(len(groups))
+    (x_a, y_a), (x_b, y_b) = (centre(box) for _, box in groups)
+    stacked = abs(y_a - y_b) > abs(x_a - x_b)
+    axis = 1 if stacked else 0
+    ordered = sorted(groups, key=lambda group: centre(group[1])[axis])
+    places = ("top", "bottom") if stacked else ("left", "right")
+    return [
+        (place, digit_ink(ink, mask, digit, noise, level, 0)) for place, (digit, _) in zip(places, ordered, strict=True)
+    ]
+
+
+def centre(box: list[int]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def digit_groups(mask: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
+    """The digits of a picture: its ink's connected components grown into groups by the pieces close to them (a
+    pen lifted within a digit leaves pieces a small gap apart; two written digits stand further apart), keeping the
+    groups of a digit's size (``GROUP_INK``, ``GROUP_HEIGHT``) away from the border (a neighbouring digit cut off
+    by the frame). Each group is (its mask, its box x0, y0, x1, y1)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    height, width = mask.shape
+    areas = stats[:, cv2.CC_STAT_AREA]
+    largest = areas[1:].max(initial=0)
+    left = sorted((p for p in range(1, count) if areas[p] >= max(3, 0.03 * largest)), key=lambda p: -areas[p])
+
+    def box(p: int) -> list[int]:
+        x, y, w, h = (int(v) for v in stats[p, :4])
+        return [x, y, x + w, y + h]
+
+    groups = []
+    while left:
+        members = [left.pop(0)]
+        group = box(members[0])
+        grown = True
+        while grown:
+            grown = False
+            margin = GROUP_GAP * max(group[2] - group[0], group[3] - group[1])
+            for p in [p for p in left if meet(box(p), group, margin)]:
+                left.remove(p)
+                members.append(p)
+                x0, y0, x1, y1 = box(p)
+                group = [min(group[0], x0), min(group[1], y0), max(group[2], x1), max(group[3], y1)]
+                grown = True
+        groups.append((members, group, int(areas[members].sum())))
+    if not groups:
+        return []
+    most_ink = max(ink for _, _, ink in groups)
+    tallest = max(group[3] - group[1] for _, group, _ in groups)
+    return [
+        (np.isin(labels, members), group)
+        for members, group, ink in groups
+        if ink >= 0.25 * most_ink
+        and group[3] - group[1] >= 0.5 * tallest
+        and not (group[0] == 0 or group[1] == 0 or group[2] == width or group[3] == height)
+    ]

@@ -21,8 +21,8 @@ import numpy as np
 from .contract import METADATA_KEY, describe_violation
 from .errors import DigitcmpError, TooLarge
 from .files import atomic_write
-from .ink import WORK_SIDE, NoDigit
-from .preprocess import MAX_FILE_BYTES, MAX_PIXELS, picture_digit, pool_digits, prepared_array
+from .ink import WORK_SIDE, Ink, NoDigit, SeveralDigits
+from .preprocess import MAX_FILE_BYTES, MAX_PIXELS, picture_digit, picture_pair, pool_digits, prepared_array
 from .schema import problems
 
 BATCH = 256
@@ -48,10 +48,11 @@ class Digit:
     image: np.ndarray  # uint8 28×28, white on black: the MNIST-style digit (saved by --save-digits)
     pooled: np.ndarray  # float32 14×14 in [0, 1]: the model's input
     picture: dict | None = None  # for a picture: how its ink was isolated (for --json, and for finding out why)
+    place: str | None = None  # where it stood in a picture holding both digits: left, right, top or bottom
 
 
-def load_digit(path: Path) -> Digit:
-    """One file (an image, or a .npy digit) → the digit the model sees, exactly as training digits are prepared."""
+def read_file(path: Path) -> bytes:
+    """A picture file's bytes, refusing what cannot be one: a missing path, a folder, an empty or oversized file."""
     path = Path(path)
     if not path.exists():
         raise DigitcmpError(f"{path} does not exist; pass the path of an image or .npy file")
@@ -62,13 +63,26 @@ def load_digit(path: Path) -> Digit:
         raise DigitcmpError(f"{path} is empty; pass an image file")
     if size > MAX_FILE_BYTES:
         raise TooLarge(f"{path} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for a digit image")
-    if path.suffix.lower() == ".npy":
+    return path.read_bytes()
+
+
+def load_digit(path: Path) -> Digit:
+    """One file (an image, or a .npy digit) → the digit the model sees, exactly as training digits are prepared."""
+    data = read_file(path)
+    if Path(path).suffix.lower() == ".npy":
         try:
-            image, pooled = prepared_array(np.load(path, allow_pickle=False), str(path))
+            image, pooled = prepared_array(np.load(io.BytesIO(data), allow_pickle=False), str(path))
         except (ValueError, OSError, EOFError) as exc:
             raise DigitcmpError(f"{path} is not a usable .npy digit: {str(exc).splitlines()[0]}") from None
         return Digit(str(path), image, pooled)
-    return digit_from_bytes(path.read_bytes(), str(path))
+    return digit_from_bytes(data, str(path))
+
+
+def load_pair(path: Path) -> tuple[Digit, Digit]:
+    """One picture holding both digits of a pair → the two digits the model sees, in reading order."""
+    if Path(path).suffix.lower() == ".npy":
+        raise DigitcmpError(f"{path}: a .npy file holds one digit; give two files, or one picture with both digits")
+    return pair_from_bytes(read_file(path), str(path))
 
 
 def digit_from_bytes(data: bytes, name: str) -> Digit:
@@ -77,8 +91,33 @@ def digit_from_bytes(data: bytes, name: str) -> Digit:
         image, ink = picture_digit(decode_image(data, name))
     except NoDigit:
         raise DigitcmpError(f"no digit found in {name}; photograph or scan one digit on plain paper") from None
-    picture = {"even_background": ink.clean, "stroke_scale": round(ink.stroke_scale, 3), "parts_dropped": ink.dropped}
-    return Digit(name, image, pool_digits(image[None])[0], picture)
+    except SeveralDigits as exc:
+        raise DigitcmpError(
+            f"{name} holds {exc.count} digits; crop it to one, or give it alone to compare the two digits in it"
+        ) from None
+    return Digit(name, image, pool_digits(image[None])[0], how_found(ink))
+
+
+def pair_from_bytes(data: bytes, name: str) -> tuple[Digit, Digit]:
+    """Contents of one picture holding both digits → the two digits the model sees, in reading order."""
+    try:
+        found = picture_pair(decode_image(data, name))
+    except NoDigit:
+        raise DigitcmpError(f"no digit found in {name}; photograph or scan the two digits on plain paper") from None
+    except SeveralDigits as exc:
+        raise DigitcmpError(
+            f"{name} holds {exc.count} digit{'s' * (exc.count != 1)}, not 2; write the two digits side by side or one "
+            "above the other, apart, or give two image files"
+        ) from None
+    first, second = (
+        Digit(name, image, pool_digits(image[None])[0], how_found(ink), place) for place, image, ink in found
+    )
+    return first, second
+
+
+def how_found(ink: Ink) -> dict:
+    """How a picture's digit was isolated (for --json and the API: to find out why a picture reads wrong)."""
+    return {"even_background": ink.clean, "stroke_scale": round(ink.stroke_scale, 3), "parts_dropped": ink.dropped}
 
 
 def decode_image(data: bytes, name: str):
@@ -201,6 +240,8 @@ class Prediction:
             "runner_up_probability": round(float(p[runner_up]), 6),
             "unsure": bool(p[best] < SURE),
         }
+        if digit.place:
+            read["place"] = digit.place
         return {**read, "picture": digit.picture} if digit.picture else read
 
     @property
@@ -232,30 +273,32 @@ def run_pairs(model: Model, pairs: list[tuple[Digit, Digit]]) -> list[Prediction
 class Failed:
     """A pair of a batch that could not be read (a damaged, empty or digit-less picture): its files and why."""
 
-    first: Path
-    second: Path
+    files: tuple[Path, ...]  # the two files, or the one picture meant to hold both digits
     error: str
 
     def to_dict(self) -> dict:
-        return {"first": {"path": str(self.first)}, "second": {"path": str(self.second)}, "error": self.error}
+        first, second = (self.files * 2)[:2]
+        return {"first": {"path": str(first)}, "second": {"path": str(second)}, "error": self.error}
 
 
-def read_pair(first: Path, second: Path, keep_going: bool) -> tuple[Digit, Digit] | Failed:
+def read_pair(files: tuple[Path, ...], keep_going: bool) -> tuple[Digit, Digit] | Failed:
+    """Two files' digits, or one picture's two digits."""
     try:
-        return load_digit(first), load_digit(second)
+        return load_pair(files[0]) if len(files) == 1 else (load_digit(files[0]), load_digit(files[1]))
     except DigitcmpError as exc:
         if not keep_going:
             raise
-        return Failed(Path(first), Path(second), str(exc))
+        return Failed(tuple(Path(f) for f in files), str(exc))
 
 
 def predict_pairs(
-    model: Model, pairs: list[tuple[Path, Path]], keep_going: bool = False
+    model: Model, pairs: list[tuple[Path, ...]], keep_going: bool = False
 ) -> Iterator[Prediction | Failed]:
-    """Prepare and run pairs of files in batches through one session, in order. ``keep_going`` (a batch): a pair
-    whose picture cannot be read becomes a ``Failed`` row and the others are still answered; else it stops all."""
+    """Prepare and run pairs (two files, or one picture holding both digits) in batches through one session, in
+    order. ``keep_going`` (a batch): a pair whose picture cannot be read becomes a ``Failed`` row and the others
+    are still answered; else it stops all."""
     for start in range(0, len(pairs), BATCH):
-        read = [read_pair(a, b, keep_going) for a, b in pairs[start : start + BATCH]]
+        read = [read_pair(files, keep_going) for files in pairs[start : start + BATCH]]
         answers = iter(run_pairs(model, [pair for pair in read if not isinstance(pair, Failed)]))
         yield from (pair if isinstance(pair, Failed) else next(answers) for pair in read)
 
@@ -295,13 +338,13 @@ def read_pairs_csv(path: Path) -> list[tuple[Path, Path]]:
     return [(path.parent / a, path.parent / b) for a, b in rows]
 
 
-def pairs_to_read(images: list[Path] | None, csv: Path | None) -> list[tuple[Path, Path]]:
-    """What predict was asked to read: two image files, or the pairs of a CSV file."""
-    if csv is None and len(images or []) != 2:
-        raise DigitcmpError("predict needs two image files, or --pairs CSV")
+def pairs_to_read(images: list[Path] | None, csv: Path | None) -> list[tuple[Path, ...]]:
+    """What predict was asked to read: two image files, one picture holding both digits, or a CSV's pairs."""
+    if csv is None and len(images or []) not in (1, 2):
+        raise DigitcmpError("predict needs two image files, one picture with both digits, or --pairs CSV")
     if csv is not None and images:
-        raise DigitcmpError("give either two image files or --pairs CSV, not both")
-    return read_pairs_csv(csv) if csv is not None else [(images[0], images[1])]
+        raise DigitcmpError("give either image files or --pairs CSV, not both")
+    return read_pairs_csv(csv) if csv is not None else [tuple(images)]
 
 
 def timed(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ink import Ink, isolate, reduce
+from .ink import Ink, isolate, isolate_pair, reduce
 
 MNIST_MEAN = 0.1307  # mean pixel of MNIST training digits scaled to [0, 1]
 MNIST_STD = 0.3081  # their standard deviation
@@ -88,9 +88,16 @@ def picture_digit(image) -> tuple[np.ndarray, Ink]:
     """A picture of a handwritten digit (any PIL image) → its 28×28 MNIST-style digit (uint8) and how it was found.
 
     The one preparation of predict: the digit isolated from paper, shading and everything else in the picture
-    (``digitcmp.ink``), then framed as MNIST was. Raises ``NoDigit`` for a picture with no digit in it."""
+    (``digitcmp.ink``), then framed as MNIST was. Raises ``NoDigit`` for a picture with no digit in it,
+    ``SeveralDigits`` for one with more."""
     ink = isolate(reduce(image_to_rgb(image)))
     return mnist_digit(ink.image), ink
+
+
+def picture_pair(image) -> list[tuple[str, np.ndarray, Ink]]:
+    """A picture holding both digits of a pair → each digit's place ('left', 'right', or 'top', 'bottom'), its
+    28×28 MNIST-style digit and how it was found, in reading order; prepared exactly as ``picture_digit`` does."""
+    return [(place, mnist_digit(ink.image), ink) for place, ink in isolate_pair(reduce(image_to_rgb(image)))]
 
 
 def prepared_array(array: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

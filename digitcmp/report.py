@@ -347,6 +347,11 @@ def read_text(read: dict) -> str:
     return text
 
 
+def where(read: dict) -> str:
+    """A digit's file, and its place when one picture held both: 'sheet.jpg (left)'."""
+    return f"{read['path']} ({read['place']})" if read.get("place") else read["path"]
+
+
 def verdict_text(data: dict) -> str:
     """The comparison as one line: '3 ≤ 7 — yes (99.6%)'."""
     sign, answer = ("≤", "yes") if data["first_le_second"] else (">", "no")
@@ -358,8 +363,8 @@ def prediction_panel(p: Prediction) -> Panel:
     data = p.to_dict()
     first, second = data["first"], data["second"]
     lines = [
-        f"first   {first['path']}: {read_text(first)}",
-        f"second  {second['path']}: {read_text(second)}",
+        f"first   {where(first)}: {read_text(first)}",
+        f"second  {where(second)}: {read_text(second)}",
         "",
         f"is the first ≤ the second?  [bold]{verdict_text(data)}[/bold]",
     ]

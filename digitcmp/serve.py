@@ -21,9 +21,10 @@ from starlette.routing import Route
 
 from . import __version__
 from .errors import DigitcmpError, TooLarge
-from .predict import Digit, Model, digit_from_bytes, load_model, run_pairs
+from .predict import Digit, Model, digit_from_bytes, load_model, pair_from_bytes, run_pairs
 
 FIELDS = ("first", "second")
+SHEET = "sheet"  # the form field of one picture holding both digits
 MAX_IMAGE_BYTES = 10_000_000  # one image; a request holds two and a little form overhead
 MAX_BODY_BYTES = 2 * MAX_IMAGE_BYTES + 100_000
 
@@ -68,8 +69,8 @@ async def model_info(request: Request) -> JSONResponse:
 
 
 async def compare_images(request: Request) -> Response:
-    """POST first and second (multipart/form-data) → predict's JSON (``?include=digits`` adds what the model saw,
-    for the page)."""
+    """POST first and second, or one sheet (multipart/form-data) → predict's JSON (``?include=digits`` adds what
+    the model saw, for the page)."""
     images = await read_images(request)
     if isinstance(images, Response):
         return images
@@ -86,9 +87,10 @@ async def compare_images(request: Request) -> Response:
 
 
 async def read_images(request: Request) -> dict[str, bytes] | Response:
-    """The two images' bytes by field, or the 4xx response that says what is wrong with the request."""
+    """The images' bytes by field (``first`` and ``second``, or ``sheet``: one picture holding both digits), or the
+    4xx response that says what is wrong with the request."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return error(415, "send the images as multipart/form-data fields 'first' and 'second'")
+        return error(415, "send the images as multipart/form-data fields 'first' and 'second' (or one 'sheet')")
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
         return error(413, f"the request is over {MAX_BODY_BYTES:,} bytes; send two images of at most "
@@ -97,8 +99,11 @@ async def read_images(request: Request) -> dict[str, bytes] | Response:
         form = await request.form(max_files=2, max_fields=4, max_part_size=MAX_IMAGE_BYTES)
     except Exception as exc:  # the multipart parser's own errors: malformed or oversized parts
         return error(400, f"the form cannot be read ({str(exc).splitlines()[0][:120]})")
+    fields = (SHEET,) if SHEET in form else FIELDS
+    if SHEET in form and any(field in form for field in FIELDS):
+        return error(400, f"send either '{SHEET}' (one picture with both digits) or 'first' and 'second', not both")
     images = {}
-    for field in FIELDS:
+    for field in fields:
         upload = form.get(field)
         if not isinstance(upload, UploadFile):
             return error(400, f"{field}: missing; send an image file in the form field '{field}'")
@@ -112,8 +117,12 @@ async def read_images(request: Request) -> dict[str, bytes] | Response:
 
 
 def predict_images(model: Model, images: dict[str, bytes]):
-    """Prepare both images as predict does (each named by its field) and compare them."""
-    digits = [digit_from_bytes(images[field], field) for field in FIELDS]
+    """Prepare the images as predict does (each named by its field) and compare them: two pictures of one digit
+    each, or one picture holding both."""
+    if SHEET in images:
+        digits = list(pair_from_bytes(images[SHEET], SHEET))
+    else:
+        digits = [digit_from_bytes(images[field], field) for field in FIELDS]
     return run_pairs(model, [(digits[0], digits[1])])[0], digits
 
 

@@ -78,3 +78,14 @@ def write_pair(folder: Path, first: LabelledDigit, second: LabelledDigit) -> tup
     a.write_bytes(png(first.image))
     b.write_bytes(png(255 - second.image))
     return a, b
+
+
+def sheet(digits: list[LabelledDigit], stacked: bool = False, scale: int = 4) -> np.ndarray:
+    """One picture holding ``digits`` in a row (or a column), dark ink on white paper, a digit's width apart and
+    drawn ``scale`` times MNIST's size, as a photo of a sheet would hold them (uint8, grey)."""
+    side = 28 * scale
+    cells = [255 - np.asarray(Image.fromarray(d.image).resize((side, side), Image.BILINEAR)) for d in digits]
+    gap = np.full((side, side), 255, np.uint8)
+    line = [part for cell in cells for part in (cell, gap)][:-1]
+    paper = np.concatenate(line, axis=0 if stacked else 1)
+    return np.pad(paper, side // 2, constant_values=255)

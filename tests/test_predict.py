@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_one_line_error
-from digits import PAIRS, labelled_pair, png, write_pair
+from digits import PAIRS, labelled_pair, png, sheet, write_pair
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
@@ -204,6 +204,39 @@ def test_a_batch_answers_every_readable_pair_and_names_each_file_it_could_not_re
     assert_one_line_error(runner.invoke(app, ["predict", str(a), str(damaged)]), 2, str(damaged))
 
 
+@pytest.mark.parametrize("stacked", [False, True], ids=["side by side", "one above the other"])
+@pytest.mark.parametrize("labels", PAIRS, ids=[f"{a} vs {b}" for a, b in PAIRS])
+def test_one_picture_holding_both_digits_is_read_in_order(tmp_path, labels, stacked):
+    path = tmp_path / "sheet.png"
+    path.write_bytes(png(sheet(list(labelled_pair(*labels)), stacked)))
+    result = runner.invoke(app, ["predict", str(path), "--json", "--save-digits", str(tmp_path / "seen")])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert (answer["first"]["digit"], answer["second"]["digit"]) == labels
+    assert answer["first_le_second"] is (labels[0] <= labels[1])
+    places = ("top", "bottom") if stacked else ("left", "right")
+    assert (answer["first"]["place"], answer["second"]["place"]) == places
+    assert answer["first"]["path"] == answer["second"]["path"] == str(path)
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["first-sheet.png", "second-sheet.png"]
+    panel = runner.invoke(app, ["predict", str(path)])
+    assert f"sheet.png ({places[0]})" in panel.stdout and f"sheet.png ({places[1]})" in panel.stdout
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_picture_of_one_or_three_digits_is_not_a_pair(tmp_path, count):
+    path = tmp_path / "sheet.png"
+    path.write_bytes(png(sheet([labelled_pair(2, 7)[0], *labelled_pair(5, 9)][:count])))
+    assert_one_line_error(runner.invoke(app, ["predict", str(path)]), 2, f"holds {count} digit", "two image files")
+
+
+def test_two_files_where_one_holds_several_digits_say_so_instead_of_reading_one(tmp_path):
+    a, _ = write_pair(tmp_path, *labelled_pair(2, 7))
+    several = tmp_path / "several.png"
+    several.write_bytes(png(sheet(list(labelled_pair(5, 9)))))
+    result = runner.invoke(app, ["predict", str(a), str(several)])
+    assert_one_line_error(result, 2, str(several), "holds 2 digits", "give it alone")
+
+
 def bad_inputs(tmp_path) -> dict:
     png = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(png, format="PNG")
@@ -261,11 +294,13 @@ def test_bad_models_are_refused(tmp_path, two_images):
 
 
 def test_usage_mistakes(two_images):
+    count = "error: predict needs two image files, one picture with both digits, or --pairs CSV"
     for args, line in (
-        (["predict", str(two_images[0])], "error: predict needs two image files, or --pairs CSV"),
+        (["predict"], count),
+        (["predict", *map(str, two_images * 2)], count),
         (
             ["predict", *map(str, two_images), "--pairs", "x.csv"],
-            "error: give either two image files or --pairs CSV, not both",
+            "error: give either image files or --pairs CSV, not both",
         ),
     ):
         result = runner.invoke(app, args)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from digits import PAIRS, digit, labelled_pair, png
+from digits import PAIRS, digit, labelled_pair, png, sheet
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -71,6 +71,31 @@ def test_compare_answers_with_predicts_json(client, tmp_path, labels):
     assert seen["first"].startswith("data:image/png;base64,")
 
 
+@pytest.mark.parametrize("labels", PAIRS, ids=lambda labels: f"{labels[0]}-then-{labels[1]}")
+def test_one_picture_with_both_digits_answers_as_predict_does(client, tmp_path, labels):
+    picture = png(sheet(list(labelled_pair(*labels))))
+    response = client.post("/api/compare", files={"sheet": ("sheet.png", picture, "image/png")},
+                           params={"include": "digits"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    (tmp_path / "sheet.png").write_bytes(picture)
+    expected = json.loads(CliRunner().invoke(app, ["predict", str(tmp_path / "sheet.png"), "--json"]).stdout)
+    for side in ("first", "second"):
+        expected[side]["path"] = "sheet"  # an upload is named by its form field
+    assert {key: value for key, value in answer.items() if key != "seen"} == expected
+    assert (answer["first"]["digit"], answer["second"]["digit"]) == labels
+    assert (answer["first"]["place"], answer["second"]["place"]) == ("left", "right")
+    assert set(answer["seen"]) == {"first", "second"}
+
+
+def test_a_sheet_beside_the_two_fields_or_with_one_digit_is_refused(client, good):
+    both = {"sheet": ("s.png", good[0], "image/png"), "first": ("a.png", good[0], "image/png")}
+    response = client.post("/api/compare", files=both)
+    assert response.status_code == 400 and "not both" in response.json()["error"]
+    response = client.post("/api/compare", files={"sheet": ("s.png", good[0], "image/png")})
+    assert response.status_code == 400 and "sheet holds 1 digit, not 2" in response.json()["error"]
+
+
 def test_model_health_and_page(client):
     model = client.get("/api/model").json()
     metadata = load_model().metadata  # the shipped model, which create_app() serves
@@ -86,7 +111,7 @@ def test_model_health_and_page(client):
     assert model["variant"]["arch"] and model["test_accuracy_mean"] > 0.9
     assert client.get("/healthz").json() == {"status": "ok", "version": __version__}
     page = client.get("/")
-    assert page.status_code == 200 and "canvas-first" in page.text
+    assert page.status_code == 200 and "canvas-first" in page.text and 'id="file-sheet"' in page.text
     assert "http://" not in page.text and "https://" not in page.text  # self-contained: nothing from the internet
 
 
@@ -271,7 +296,9 @@ def test_the_page_draws_two_digits_and_reads_the_verdict(server, browser, screen
 def test_a_request_without_a_content_type_is_told_what_to_send(client):
     response = client.post("/api/compare", content=b"{}")
     assert response.status_code == 415
-    assert response.json() == {"error": "send the images as multipart/form-data fields 'first' and 'second'"}
+    assert response.json() == {
+        "error": "send the images as multipart/form-data fields 'first' and 'second' (or one 'sheet')"
+    }
 
 
 def test_the_form_takes_four_text_fields_beside_the_images_and_text_up_to_an_images_size(client, good):

@@ -23,7 +23,8 @@ TestDigits = Annotated[Path | None, typer.Option(
     help="Folder with MNIST IDX files: the test pairs that check the file.")]  # fmt: skip
 Opset = Annotated[int, typer.Option(min=17, help="ONNX opset.", rich_help_panel=ADVANCED)]
 Images = Annotated[list[Path] | None, typer.Argument(
-    help="Two image files (PNG, JPEG, BMP, GIF, TIFF, WebP) or .npy digits.", show_default=False)]  # fmt: skip
+    help="Two image files (PNG, JPEG, BMP, GIF, TIFF, WebP) or .npy digits, or one picture holding both digits.",
+    show_default=False)]  # fmt: skip
 PairsCsv = Annotated[Path | None, typer.Option("--pairs", help="CSV with header first,second: many pairs in batches.")]
 SaveDigits = Annotated[Path | None, typer.Option(
     "--save-digits", help="Write the 28×28 digit the model saw for each input, as PNG, into this folder.")]  # fmt: skip
@@ -57,13 +58,14 @@ def export(checkpoint: Checkpoint = None, out: OnnxOut = None, data_dir: TestDig
 @app.command(epilog=examples(
     "digitcmp predict three.png seven.jpg",
     "digitcmp predict a.png b.png --json",
+    "digitcmp predict sheet.jpg",
     "digitcmp predict --pairs pairs.csv --model models/mine.onnx",
 ))  # fmt: skip
 @friendly
 def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
             json_output: PredictJson = False,
             save_digits_to: SaveDigits = None) -> None:  # fmt: skip
-    """Is the digit in the first image ≤ the digit in the second? (onnxruntime; no torch needed)"""
+    """Is the first digit ≤ the second? Two pictures, or one holding both (onnxruntime; no torch needed)."""
     from ..predict import Failed, load_model, pairs_to_read, save_digits, timed
     from ..report import prediction_panel, predictions_table, stderr_console, stdout_console
 
