@@ -148,8 +148,14 @@ def test_pairs_follow_the_protocol():
 
 
 def test_too_many_pairs_for_the_pool_is_a_clear_error():
-    with pytest.raises(DigitcmpError, match="distinct digits"):
+    pairs = draw_pairs(*indexed_pool(100), 50, torch.Generator())  # exactly 2n digits: each used once
+    assert sorted(pairs.inputs[:, :, 0, 0].long().flatten().tolist()) == list(range(100))
+    with pytest.raises(DigitcmpError) as refused:
         draw_pairs(*indexed_pool(100), 51, torch.Generator())
+    assert str(refused.value) == (
+        "51 pairs need 102 distinct digits but the pool has 100; "
+        "lower --pairs or use --data-dir with the full MNIST set"
+    )
 
 
 def test_rounds_are_fresh_draws_and_reproducible():

@@ -110,19 +110,21 @@ def test_members_train_as_separate_models(variant):
 
 
 def test_loss_formula():
-    logits, digits = torch.randn(1, 6), torch.randn(1, 6, 2, 10)
-    targets, classes = torch.randint(0, 2, (1, 6)).float(), torch.randint(0, 10, (1, 6, 2))
-    main = F.binary_cross_entropy_with_logits(logits[0], targets[0])
-    aux = F.cross_entropy(digits[0, :, 0], classes[0, :, 0]) + F.cross_entropy(digits[0, :, 1], classes[0, :, 1])
+    """Per member: three members with their own logits and targets each get their own loss (not a mean over them)."""
+    logits, digits = torch.randn(3, 6), torch.randn(3, 6, 2, 10)
+    targets, classes = torch.randint(0, 2, (3, 6)).float(), torch.randint(0, 10, (3, 6, 2))
+    main = torch.stack([F.binary_cross_entropy_with_logits(logits[m], targets[m]) for m in range(3)])
+    aux = torch.stack([sum(F.cross_entropy(digits[m, :, d], classes[m, :, d]) for d in (0, 1)) for m in range(3)])
+    assert comparison_loss(logits, digits, targets, classes, 0.0).shape == (3,)
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 0.0), main)
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0), (main + 2 * aux) / 3)
     # --loss sum: the plain sum, as some of the reports trained; without the auxiliary term both are the main loss.
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0, average=False), main + 2 * aux)
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 0.0, average=False), main)
     # Smoothing ε: the digit target is 1 - ε on the class plus ε/10 on every class; the comparison term is untouched.
-    eps, log_p = 0.1, digits[0].log_softmax(-1)
-    target = F.one_hot(classes[0], 10) * (1 - eps) + eps / 10
-    smooth = -(target * log_p).sum(-1).mean(0).sum()
+    eps, log_p = 0.1, digits.log_softmax(-1)
+    target = F.one_hot(classes, 10) * (1 - eps) + eps / 10
+    smooth = -(target * log_p).sum(-1).mean(1).sum(-1)
     assert torch.allclose(comparison_loss(logits, digits, targets, classes, 2.0, eps), (main + 2 * smooth) / 3)
 
 

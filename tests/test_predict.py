@@ -200,7 +200,9 @@ def test_a_batch_answers_every_readable_pair_and_names_each_file_it_could_not_re
     assert table.exit_code == 2 and "4 pairs" in table.stdout and "error: " in table.stdout
     assert "2 pairs in" in table.output  # the throughput line counts the answered pairs
     assert_one_line_error(table, 2, "2 of 4 pairs could not be read")
-    # Two files on the command line are one answer: a damaged one is that answer's error, as before.
+    # The library stops at an unreadable pair unless asked to go on; two files on the command line are one answer.
+    with pytest.raises(DigitcmpError, match="damaged"):
+        list(predict_pairs(load_model(), [(a, b), (a, damaged)]))
     assert_one_line_error(runner.invoke(app, ["predict", str(a), str(damaged)]), 2, str(damaged))
 
 

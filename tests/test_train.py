@@ -343,3 +343,20 @@ def test_light_curves_measure_a_fixed_sample_every_epoch_and_change_nothing_else
 
 def test_configurations_of_0_2_with_curves_on_or_off_still_load():
     assert TrainConfig(curves=True).curves == "full" and TrainConfig(curves=False).curves == "off"
+
+
+def test_the_summary_averages_each_figure_over_the_rounds_and_the_best_epoch_over_full_curves():
+    variant = create_variant("shallow-fc", True, 1.0)
+    curves = [{"test_error": [0.4, 0.2, 0.3]}, {"test_error": [0.5, 0.1, 0.35]}, {"test_error": [0.3, 0.25, 0.4]}]
+    rounds = [RoundResult(r, 0.9, 0.8, 0.7 + r / 100, 0.6 + r / 10, 1.0, c) for r, c in enumerate(curves)]
+    run = RunResult(variant, 10, TrainConfig(curves="full"), "cpu", rounds, 0, {})
+    summary = run.summary()
+    assert summary["digit_accuracy_mean"] == pytest.approx(0.7)  # the mean, not the spread
+    assert summary["test_accuracy_mean"] == pytest.approx(0.71)
+    assert summary["best_epoch_test_accuracy_mean"] == pytest.approx(statistics.fmean([0.8, 0.9, 0.75]))
+    assert summary["best_epoch_test_accuracy_std"] == pytest.approx(statistics.stdev([0.8, 0.9, 0.75]))
+    one, two = (RunResult(variant, 10, TrainConfig(curves="full"), "cpu", rounds[:n], 0, {}).summary() for n in (1, 2))
+    assert (one["best_epoch_test_accuracy_mean"], one["best_epoch_test_accuracy_std"]) == (0.8, 0.0)
+    assert two["best_epoch_test_accuracy_std"] == pytest.approx(statistics.stdev([0.8, 0.9]))
+    blind = RunResult(create_variant("shallow-fc", True, 0.0), 10, TrainConfig(), "cpu", rounds, 0, {})
+    assert blind.summary()["digit_accuracy_mean"] is None  # without the auxiliary loss the digits have no names
