@@ -8,7 +8,7 @@ separate, a 20-64-1 comparison head), mini-batches of 100, Adam 1e-3, ``loss.ite
 - the bench end to end: the four lenet variants with learning curves (training loss and error, validation and test
   error after every epoch). The plain loop measures its curves as the reports did, on every validation and test
   pair; a whole ``digitcmp bench --arch lenet`` process (start-up, training, evaluation, files and plots included)
-  records its default curves (``--curves light``: a fixed 200-pair sample each epoch; ``--curves full`` here runs
+  records its default curves (``--curves light``: a fixed 100-pair test sample each epoch; ``--curves full`` here runs
   the bench with every pair instead).
 
 Both sides train on identical rounds; the script prints seconds per round, test accuracy (mean ± std) and the

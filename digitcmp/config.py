@@ -23,7 +23,7 @@ class LossKind(Choice):
 
 
 class Curves(Choice):
-    light = "light"  # every epoch, on a fixed sample of the validation and test pairs
+    light = "light"  # every epoch, test error on a fixed sample of the test pairs
     full = "full"  # every epoch, on every validation and test pair (best-epoch figures need it)
     off = "off"
 
@@ -32,7 +32,7 @@ class Curves(Choice):
         return {True: cls.full, False: cls.off}  # 0.2 recorded curves on or off
 
 
-LIGHT_CURVE_PAIRS = 200  # the light curves' sample of test (and validation) pairs, the same every epoch
+LIGHT_CURVE_PAIRS = 100  # the light curves' sample of test pairs, the same every epoch
 
 
 class Schedule(Choice):
@@ -73,10 +73,10 @@ class TrainConfig:
     all_pairs: bool = setting("Comparison loss over every pair of digits in a batch (structured head and auxiliary "
                               "loss only).", False, switch="--all-pairs/--drawn-pairs")  # fmt: skip
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, chunks on the CPU)
-    curves: Curves = setting("Learning curves after every epoch (single view): light, on a fixed sample of "
-                             f"{LIGHT_CURVE_PAIRS} validation and test pairs; full, on every pair (needed for "
-                             "best-epoch figures); off. Final figures always use every pair.", Curves.light,
-                             shown="light")  # fmt: skip
+    curves: Curves = setting("Learning curves after every epoch (single view): light, test error on a fixed "
+                             f"sample of {LIGHT_CURVE_PAIRS} test pairs; full, validation and test error on every "
+                             "pair (needed for best-epoch figures); off. Final figures always use every pair.",
+                             Curves.light, shown="light")  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self)

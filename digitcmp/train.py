@@ -266,7 +266,7 @@ def train_members(
     optimizer, scheduler = make_optimizer(model, config, config.epochs * steps_per_epoch)
     member_index = torch.arange(model.networks, device=device)[:, None]
     history: dict[str, list[torch.Tensor]] = {"train_loss": [], "train_error": [], "val_error": [], "test_error": []}
-    val_curve, test_curve = (curve_pairs(pairs, config.curves) if pairs is not None else None for pairs in (val, test))
+    test_curve = curve_pairs(test, config.curves)
     for _ in range(config.epochs):
         order = epoch_order(streams["order"], n).to(device)
         loss_sum = torch.zeros(model.networks, device=device)
@@ -282,8 +282,8 @@ def train_members(
         history["train_loss"].append((loss_sum / n).view(members, k).mean(1))
         history["train_error"].append((wrong / n).view(members, k).mean(1))
         if config.curves != Curves.off:
-            if val is not None:
-                history["val_error"].append(1 - evaluate(model, val_curve, tta=False)[0])
+            if val is not None and config.curves == Curves.full:
+                history["val_error"].append(1 - evaluate(model, val, tta=False)[0])
             history["test_error"].append(1 - evaluate(model, test_curve, tta=False)[0])
         if on_epoch is not None:
             on_epoch(members)
