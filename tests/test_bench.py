@@ -317,6 +317,17 @@ def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
     assert labels == ["lenet · lr 0.001", "vgg4 · lr 0.003", "vgg4 · lr 0.001"]
 
 
+def test_a_cell_reads_its_mean_and_spread_in_percent_in_the_terminal_and_in_summary_md():
+    from digitcmp.results import summary_markdown
+    from digitcmp.summary import cell_text
+
+    cell = {**record("a", 0.8712, 1.0, arch="lenet"), "test_accuracy_std": 0.0134}
+    assert cell_text(cell) == "87.1 ± 1.3%" and cell_text({"status": "failed"}) == "failed"
+    document = {"kind": "bench", "variants": [cell], "config": {"rounds": 3, "pairs": 1000, "test_pairs": 1000},
+                "data": "d", "device": "cpu", "digitcmp_version": "x"}  # fmt: skip
+    assert "| lenet | **87.1 ± 1.3%** |" in summary_markdown(document)
+
+
 @pytest.mark.slow
 def test_a_bench_over_the_tower_axes_runs_and_records_them(tmp_path):
     axes = ["--activation", "relu,tanh", "--dropout", "0,0.5", "--batch-norm", "off", "--hidden", "64,32/16"]
