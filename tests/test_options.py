@@ -31,6 +31,7 @@ import digitcmp.tune
 from digitcmp.archs import ARCHS
 from digitcmp.bench import bench_study
 from digitcmp.cli import app
+from digitcmp.config import DATA_ENV
 from digitcmp.data import TEST_STEMS, load_source
 from digitcmp.files import write_json
 from digitcmp.grid import BenchConfig
@@ -295,6 +296,17 @@ def test_an_option_reaches_the_configuration(seen, inputs, tmp_path, command, fl
     seen["json_on_stdout"] = printed is not None and printed == json.loads(json.dumps(seen["printed"]))
     seen["notes_on_stderr"] = bool(result.stderr.strip())
     assert dig(seen, where) == fill(expected, **names)
+
+
+@pytest.mark.parametrize("command", ["train", "bench", "tune"])
+def test_the_data_folder_can_come_from_the_environment(seen, inputs, tmp_path, command):
+    from typer.testing import CliRunner
+
+    base = SMALL_GRID if command != "train" else ()
+    environment = {DATA_ENV: str(inputs / "mnist")}
+    result = CliRunner().invoke(app, [command, *base, "--out", str(tmp_path / "out")], env=environment)
+    assert result.exit_code == 0, result.output
+    assert dig(seen, "source.test.origin") == f"MNIST test set from {inputs}/mnist"
 
 
 @pytest.mark.parametrize("command", ["train", "bench", "tune"])

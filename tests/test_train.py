@@ -40,7 +40,9 @@ def rounds():
 
 @pytest.mark.slow
 def test_short_training_beats_chance_clearly(rounds):
-    result = train_variant(create_variant("shallow-fc", True, 1.0), rounds, TrainConfig(epochs=8, curves="full"), CPU, seed=0)
+    result = train_variant(
+        create_variant("shallow-fc", True, 1.0), rounds, TrainConfig(epochs=8, curves="full"), CPU, seed=0
+    )
     summary = result.summary()
     # Always answering "≤" scores about 0.55; a few epochs of a small network should reach 0.75+.
     assert summary["test_accuracy_mean"] > 0.75

@@ -17,7 +17,7 @@ from digitcmp.data import Digits, DigitSource, draw_tuning_rounds, load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.preprocess import pool_digits
 from digitcmp.train import RoundResult, RunResult
-from digitcmp.tune import CellSpec, TuneConfig, candidates, run_tune, tune_cells
+from digitcmp.tune import Cell, CellSpec, TuneConfig, candidates, run_tune, tune_cells
 
 CPU = torch.device("cpu")
 TINY = {"tune_pairs": 200, "rounds": 2, "pairs": 100, "test_pairs": 100, "overrides": {"epochs": 2}}
@@ -82,6 +82,15 @@ def test_the_selection_is_the_best_validation_score_and_is_trained_on_the_evalua
     assert cell.selected.settings["lr"] == 3e-3
     result = cell.outcome.result
     assert [r.round for r in result.rounds] == [0, 1] and result.config.lr == 3e-3 and result.config.curves
+
+
+def test_a_trial_scores_the_mean_of_its_folds_and_the_cell_selects_the_best_mean():
+    jobs = candidates(TuneConfig(archs=("shallow-fc",), techniques=("none",), lrs=(1e-3, 3e-3)),
+                      CellSpec("shallow-fc", "none", {}, {}))  # fmt: skip
+    jobs[0].scores, jobs[1].scores = [0.9, 0.5, 0.5], [0.8, 0.7, 0.7]  # the first fold alone would pick the other
+    assert jobs[0].score == pytest.approx(0.6333333) and jobs[1].score == pytest.approx(0.7333333)
+    cell = Cell(CellSpec("shallow-fc", "none", {}, {}), jobs)
+    assert cell.selected is jobs[1]
 
 
 def test_ctrl_c_keeps_the_cells_already_finished(monkeypatch, tmp_path):
