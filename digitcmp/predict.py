@@ -294,9 +294,9 @@ def read_pair(files: tuple[Path, ...], keep_going: bool) -> tuple[Digit, Digit] 
 def predict_pairs(
     model: Model, pairs: list[tuple[Path, ...]], keep_going: bool = False
 ) -> Iterator[Prediction | Failed]:
-    """Prepare and run pairs (two files, or one picture holding both digits) in batches through one session, in
-    order. ``keep_going`` (a batch): a pair whose picture cannot be read becomes a ``Failed`` row and the others
-    are still answered; else it stops all."""
+    """Prepare and run pairs (two files, or one picture holding both digits) in batches through the one loaded
+    model, in order. ``keep_going`` (a batch): a pair whose picture cannot be read becomes a ``Failed`` row and
+    the others are still answered; else it stops all."""
     for start in range(0, len(pairs), BATCH):
         read = [read_pair(files, keep_going) for files in pairs[start : start + BATCH]]
         answers = iter(run_pairs(model, [pair for pair in read if not isinstance(pair, Failed)]))

@@ -151,7 +151,7 @@ def architectures_table() -> Table:
 
 
 def reproduction_table(rows: list[dict]) -> Table:
-    """A preset's published cells beside the run's ("ours"): ✅ where the run's lies within the combined spread."""
+    """A preset's published cells beside the run's figures: ✅ where the run's lies within the combined spread."""
     metric = rows[0]["metric"] if rows else "last"
     title = "Against the report" + (" (its figure: the best test epoch, optimistic)" if metric == "best-epoch" else "")
     table = Table(title=title, title_justify="left")
