@@ -8,6 +8,7 @@ MNIST was framed. A clean image of an MNIST-like digit passes through with its g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -25,8 +26,8 @@ MIN_INK_SHARE = 0.001
 CLEAN_NOISE = 0.02  # paper this even (robust std of the ink map off the digit) keeps its grey levels as they are
 GROUP_GAP = 0.15  # pieces of ink nearer than this share of a digit's box belong to that digit
 # A group of ink is a digit with at least these shares of the largest group's ink and of the tallest one's height
-# (a thin 1 beside a bold 8 holds a sixth of its ink; a stray mark is short).
-GROUP_INK, GROUP_HEIGHT = 0.1, 0.5
+# (a stray mark holds little ink, and is short).
+GROUP_INK, GROUP_HEIGHT = 0.25, 0.5
 
 
 class NoDigit(ValueError):
@@ -166,47 +167,72 @@ def remove_lines(mask: np.ndarray) -> np.ndarray:
     return kept
 
 
-def digit_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """The connected components that make the digit, and how many others were dropped: specks, and fragments
-    touching the border away from the digit (a neighbouring digit)."""
+@dataclass(frozen=True)
+class Components:
+    """A mask's connected pieces of ink (8-connected), found once for every question asked of them."""
+
+    labels: np.ndarray
+    stats: np.ndarray  # per piece: x, y, width, height, area
+    centroids: np.ndarray
+    parts: list[int]  # the pieces that are not specks, largest first
+
+    @property
+    def count(self) -> int:
+        return len(self.stats) - 1
+
+    def box(self, p: int) -> list[int]:
+        x, y, w, h = (int(v) for v in self.stats[p, :4])
+        return [x, y, x + w, y + h]
+
+    def touches_border(self, box: list[int]) -> bool:
+        height, width = self.labels.shape
+        return box[0] == 0 or box[1] == 0 or box[2] == width or box[3] == height
+
+    def mask(self, members: list[int]) -> np.ndarray:
+        return np.isin(self.labels, sorted(members))
+
+    def grown(self, seed: int, share: float, joins: Callable[[int, list[int]], bool]) -> tuple[list[int], list[int]]:
+        """``seed`` and the pieces close to it, repeatedly (strokes the pen left apart): a piece joins when its box
+        meets the group's grown by ``share`` of the group's longer side, and ``joins`` agrees. The result does not
+        depend on the order pieces are tried in, since a group only grows. Returns the members and their box."""
+        members, group = [seed], self.box(seed)
+        grew = True
+        while grew:
+            margin = share * max(group[2] - group[0], group[3] - group[1])
+            near = [p for p in self.parts if p not in members and meet(self.box(p), group, margin) and joins(p, group)]
+            for p in near:
+                x0, y0, x1, y1 = self.box(p)
+                group = [min(group[0], x0), min(group[1], y0), max(group[2], x1), max(group[3], y1)]
+            members += near
+            grew = bool(near)
+        return members, group
+
+
+def components(mask: np.ndarray) -> Components:
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    height, width = mask.shape
     areas = stats[:, cv2.CC_STAT_AREA]
     largest = areas[1:].max(initial=0)
-    parts = [p for p in range(1, count) if areas[p] >= max(3, 0.03 * largest)]  # specks
-    if not parts:  # no ink, or only specks
-        return np.zeros_like(mask), count - 1
+    parts = sorted((p for p in range(1, count) if areas[p] >= max(3, 0.03 * largest)), key=lambda p: -areas[p])
+    return Components(labels, stats, centroids, parts)
 
-    def box(p: int) -> tuple[int, int, int, int]:
-        x, y, w, h = (int(v) for v in stats[p, :4])
-        return x, y, x + w, y + h
 
-    def touches_border(p: int) -> bool:
-        x0, y0, x1, y1 = box(p)
-        return x0 == 0 or y0 == 0 or x1 == width or y1 == height
-
+def digit_components(found: Components) -> tuple[np.ndarray, int]:
+    """The connected components that make the digit, and how many others were dropped: specks, and fragments
+    touching the border away from the digit (a neighbouring digit)."""
+    if not found.parts:  # no ink, or only specks
+        return np.zeros(found.labels.shape, bool), found.count
+    height, width = found.labels.shape
     centre = np.array([width / 2, height / 2])
     diagonal = float(np.hypot(width, height))
 
     def score(p: int) -> float:  # large and near the middle, where people put the digit they photograph
-        return areas[p] * (1.5 - np.linalg.norm(centroids[p] - centre) / diagonal)
+        return found.stats[p, cv2.CC_STAT_AREA] * (1.5 - np.linalg.norm(found.centroids[p] - centre) / diagonal)
 
-    main = max(parts, key=score)
-    group = list(box(main))
-    chosen = {main}
-    changed = True
-    while changed:  # grow the digit by the pieces close to it (strokes the pen left apart)
-        changed = False
-        margin = 0.3 * max(group[2] - group[0], group[3] - group[1])
-        for p in parts:
-            if p in chosen:
-                continue
-            if meet(box(p), group, margin) and (meet(box(p), group, 0) or not touches_border(p)):
-                chosen.add(p)
-                x0, y0, x1, y1 = box(p)
-                group = [min(group[0], x0), min(group[1], y0), max(group[2], x1), max(group[3], y1)]
-                changed = True
-    return np.isin(labels, sorted(chosen)), count - 1 - len(chosen)
+    def joins(p: int, group: list[int]) -> bool:  # a piece cut by the border only where it touches the digit
+        return meet(found.box(p), group, 0) or not found.touches_border(found.box(p))
+
+    chosen, _ = found.grown(max(found.parts, key=score), 0.3, joins)
+    return found.mask(chosen), found.count - len(chosen)
 
 
 def meet(a: tuple[int, ...] | list[int], b: tuple[int, ...] | list[int], margin: float) -> bool:
@@ -286,11 +312,11 @@ def isolate(rgb: np.ndarray) -> Ink:
     Raises ``NoDigit`` when nothing in the picture reads as ink on paper, ``SeveralDigits`` when it holds more than
     one digit (``digit_groups``)."""
     ink, mask, noise, level = ink_and_mask(rgb)
-    strokes = remove_lines(mask)
-    groups = digit_groups(strokes)
+    found = components(remove_lines(mask))
+    groups = digit_groups(found)
     if len(groups) > 1:
         raise SeveralDigits(len(groups))
-    digit, dropped = digit_components(strokes)
+    digit, dropped = digit_components(found)
     if not digit.any():
         raise NoDigit("no digit-sized ink")
     return digit_ink(ink, mask, digit, noise, level, dropped)
@@ -300,7 +326,7 @@ def isolate_pair(rgb: np.ndarray) -> list[tuple[str, Ink]]:
     """The two digits of one picture, in reading order (left to right, or top to bottom when they are stacked),
     each with its place. Raises ``NoDigit`` without ink, ``SeveralDigits`` with a count other than two."""
     ink, mask, noise, level = ink_and_mask(rgb)
-    groups = digit_groups(remove_lines(mask))
+    groups = digit_groups(components(remove_lines(mask)))
     if len(groups) != 2:
         raise SeveralDigits(len(groups))
     (x_a, y_a), (x_b, y_b) = (centre(box) for _, box in groups)
@@ -317,44 +343,24 @@ def centre(box: list[int]) -> tuple[float, float]:
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
 
-def digit_groups(mask: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
-    """The digits of a picture: its ink's connected components grown into groups by the pieces close to them (a
-    pen lifted within a digit leaves pieces a small gap apart; two written digits stand further apart), keeping the
-    groups of a digit's size (``GROUP_INK``, ``GROUP_HEIGHT``) away from the border (a neighbouring digit cut off
-    by the frame). Each group is (its mask, its box x0, y0, x1, y1)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    height, width = mask.shape
-    areas = stats[:, cv2.CC_STAT_AREA]
-    largest = areas[1:].max(initial=0)
-    left = sorted((p for p in range(1, count) if areas[p] >= max(3, 0.03 * largest)), key=lambda p: -areas[p])
-
-    def box(p: int) -> list[int]:
-        x, y, w, h = (int(v) for v in stats[p, :4])
-        return [x, y, x + w, y + h]
-
-    groups = []
-    while left:
-        members = [left.pop(0)]
-        group = box(members[0])
-        grown = True
-        while grown:
-            grown = False
-            margin = GROUP_GAP * max(group[2] - group[0], group[3] - group[1])
-            for p in [p for p in left if meet(box(p), group, margin)]:
-                left.remove(p)
-                members.append(p)
-                x0, y0, x1, y1 = box(p)
-                group = [min(group[0], x0), min(group[1], y0), max(group[2], x1), max(group[3], y1)]
-                grown = True
-        groups.append((members, group, int(areas[members].sum())))
+def digit_groups(found: Components) -> list[tuple[np.ndarray, list[int]]]:
+    """The digits of a picture: its pieces of ink grown into groups by the pieces close to them (a pen lifted
+    within a digit leaves pieces a small gap apart; two written digits stand further apart), keeping the groups of
+    a digit's size (``GROUP_INK``, ``GROUP_HEIGHT``) away from the border (a neighbouring digit cut off by the
+    frame). Each group is (its mask, its box x0, y0, x1, y1)."""
+    groups, grouped = [], set()
+    for seed in found.parts:  # the largest piece not yet in a group starts the next
+        if seed in grouped:
+            continue
+        members, box = found.grown(seed, GROUP_GAP, lambda p, group: p not in grouped)
+        grouped.update(members)
+        groups.append((members, box, int(found.stats[members, cv2.CC_STAT_AREA].sum())))
     if not groups:
         return []
     most_ink = max(ink for _, _, ink in groups)
-    tallest = max(group[3] - group[1] for _, group, _ in groups)
+    tallest = max(box[3] - box[1] for _, box, _ in groups)
     return [
-        (np.isin(labels, members), group)
-        for members, group, ink in groups
-        if ink >= 0.25 * most_ink
-        and group[3] - group[1] >= 0.5 * tallest
-        and not (group[0] == 0 or group[1] == 0 or group[2] == width or group[3] == height)
+        (found.mask(members), box)
+        for members, box, ink in groups
+        if ink >= GROUP_INK * most_ink and box[3] - box[1] >= GROUP_HEIGHT * tallest and not found.touches_border(box)
     ]

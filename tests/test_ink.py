@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitcmp.ink import WORK_SIDE, NoDigit, digit_components, reduce, remove_lines, stroke_width
+from digitcmp.ink import WORK_SIDE, NoDigit, components, digit_components, reduce, remove_lines, stroke_width
 from digitcmp.preprocess import picture_digit
 
 SIZE = 240
@@ -165,7 +165,7 @@ def test_a_long_stroke_of_a_tightly_cropped_digit_is_not_taken_for_a_line():
 def test_specks_alone_are_no_digit():
     specks = np.zeros((64, 64), bool)
     specks[10, 10] = specks[30, 40:42] = specks[50, 20] = True  # pieces of one and two pixels
-    digit, dropped = digit_components(specks)
+    digit, dropped = digit_components(components(specks))
     assert not digit.any() and dropped == 3
 
 
