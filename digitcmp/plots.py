@@ -79,7 +79,8 @@ def plot_effects(effects: list[dict], path: Path) -> None:
     for ax, row in zip(axes, rows, strict=False):
         mine = [e for e in effects if e["row"] == row]
         for y, e in enumerate(mine):
-            low, high = (max(min(v, 1.0), -1.0) for v in (e["low"], e["high"]))  # a zero-spread n<2 edge: clip
+            # Few rounds can give intervals past ±100 points: drawn only as far as a difference can go.
+            low, high = (max(min(v, 1.0), -1.0) for v in (e["low"], e["high"]))
             ax.errorbar(100 * e["mean"], y, xerr=[[100 * (e["mean"] - low)], [100 * (high - e["mean"])]], fmt="o",
                         color=colours.get(e["verdict"], "tab:gray"), capsize=3)  # fmt: skip
         ax.set_yticks(range(len(mine)), [e["effect"] for e in mine], fontsize=8)
