@@ -323,9 +323,11 @@ def test_a_cell_reads_its_mean_and_spread_in_percent_in_the_terminal_and_in_summ
 
     cell = {**record("a", 0.8712, 1.0, arch="lenet"), "test_accuracy_std": 0.0134}
     assert cell_text(cell) == "87.1 ± 1.3%" and cell_text({"status": "failed"}) == "failed"
-    document = {"kind": "bench", "variants": [cell], "config": {"rounds": 3, "pairs": 1000, "test_pairs": 1000},
+    document = {"kind": "bench", "variants": [cell], "config": {"rounds": 3, "pairs": 1000, "test_pairs": 400},
                 "data": "d", "device": "cpu", "digitcmp_version": "x"}  # fmt: skip
-    assert "| lenet | **87.1 ± 1.3%** |" in summary_markdown(document)
+    markdown = summary_markdown(document)
+    assert "| lenet | **87.1 ± 1.3%** |" in markdown
+    assert "over 3 rounds" in markdown and "1000 training pairs, 400 test pairs" in markdown
 
 
 @pytest.mark.slow

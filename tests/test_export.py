@@ -194,6 +194,16 @@ def test_export_by_default_checks_1000_pairs_at_three_batch_sizes_and_writes_mod
     assert summary.metadata["export_seconds"] == round(summary.metadata["export_seconds"], 2)
 
 
+def test_export_opset_option_reaches_the_file_and_its_metadata(zero_network, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(app, ["export", str(zero_network), "--opset", "18", "--out", str(out), "-q"],
+                                env={"DIGITCMP_DATA": ""})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    proto = onnx.load(str(out))
+    assert [o.version for o in proto.opset_import] == [18]
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["digitcmp"])["opset"] == 18
+
+
 def test_export_reports_the_accuracy_of_both_runtimes_and_its_own_time(checkpoints, tmp_path):
     """A briefly trained network: onnxruntime and torch answer the parity pairs equally well, and the export's
     recorded time is the time it took."""

@@ -279,6 +279,19 @@ def test_a_round_trains_the_same_alone_or_beside_another():
     assert not torch.allclose(single["tower_a.1.weight"], initial["tower_a.1.weight"])  # it trained
 
 
+def test_of_rounds_that_validate_equally_well_the_first_is_kept_and_only_a_new_best_copies_weights():
+    copies: list[int] = []
+
+    def weights(index: int):
+        return lambda: copies.append(index) or {"w": torch.tensor(float(index))}
+
+    best = None
+    for score, index in ((0.8, 0), (0.9, 1), (0.9, 2), (0.85, 3), (0.95, 4), (0.95, 5)):
+        best = train_module.keep_best(best, score, index, weights(index))
+    assert best[:2] == (0.95, 4) and best[2]["w"].item() == 4.0
+    assert copies == [0, 1, 4]
+
+
 @pytest.mark.parametrize("val_fraction", [0.25, 0.0], ids=["validation", "no-validation"])
 def test_the_kept_weights_are_the_round_that_validates_best(val_fraction, monkeypatch):
     """The checkpoint's round is the one with the best validation accuracy (training accuracy without a validation
