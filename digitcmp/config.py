@@ -70,6 +70,9 @@ class TrainConfig:
     label_smoothing: float = setting("Smoothing of the auxiliary digit targets.", 0.0, low=0, high=1, high_open=True)
     loss: LossKind = setting("average: (main + w·aux)/(1 + w); sum: main + w·aux.", LossKind.average,
                              shown="average")  # fmt: skip
+    nondigits: float = setting("Weight of a loss that teaches the digit head to spread its probability over the "
+                               "digits for generated non-digits (letters, symbols, shapes), so that predict can "
+                               "refuse them; auxiliary loss only; 0: off.", 0.0, low=0, high=10)  # fmt: skip
     all_pairs: bool = setting("Comparison loss over every pair of digits in a batch (structured head and auxiliary "
                               "loss only).", False, switch="--all-pairs/--drawn-pairs")  # fmt: skip
     rounds_together: int = 0  # rounds trained at once as one batched model (0 = all on CUDA, chunks on the CPU)

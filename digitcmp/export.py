@@ -45,15 +45,19 @@ CHECKPOINT_NAMES = ("checkpoint.pt", "best.pt")  # what train and bench write in
 
 
 class ProbabilityModel(nn.Module):
-    """What the ONNX graph computes: probabilities from a pair batch N×2×14×14."""
+    """What the ONNX graph computes: probabilities from a pair batch N×2×14×14, each output's logits divided by the
+    temperature training fitted (``calibration``: digitcmp.calibration; 1 where a checkpoint has none)."""
 
-    def __init__(self, net: ComparisonNet) -> None:
+    def __init__(self, net: ComparisonNet, calibration: dict | None = None) -> None:
         super().__init__()
         self.net = net
+        self.digit_temperature = (calibration or {}).get("digit_temperature", 1.0)
+        self.comparison_temperature = (calibration or {}).get("comparison_temperature", 1.0)
 
     def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, digits = self.net(pairs.unsqueeze(0))
-        return torch.sigmoid(logits[0]), torch.softmax(digits[0], dim=-1)
+        le = torch.sigmoid(logits[0] / self.comparison_temperature)
+        return le, torch.softmax(digits[0] / self.digit_temperature, dim=-1)
 
 
 @dataclass
@@ -99,6 +103,7 @@ def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int)
         "test_accuracy_mean": summary.get("test_accuracy_mean"),
         "test_accuracy_std": summary.get("test_accuracy_std"),
         "data": meta.get("data"),
+        "calibration": meta.get("calibration"),
         "input": INPUT_CONTRACT,
         "outputs": OUTPUTS,
         "labels": LABELS,
@@ -179,7 +184,7 @@ def export_onnx(
             "reports; export a variant trained with one (digitcmp train --aux-weight 1)"
         )
     out = out or Path("models") / f"{net.variant.name}.onnx"
-    model = ProbabilityModel(net).eval()
+    model = ProbabilityModel(net, meta.get("calibration")).eval()
     metadata = build_metadata(net, meta, checkpoint, opset)
     test_pairs = parity_pairs(source, pairs, seed)
     batch_sizes = (1, 7, len(test_pairs))

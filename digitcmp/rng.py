@@ -1,9 +1,9 @@
 """Randomness derived from (seed, round) alone, so that a round trains the same whatever else runs with it.
 
 Every random draw of training comes from a ``torch.Generator`` of its own: per round (and per network of an
-ensemble) and per purpose (its data draw, initial parameters, batch order, augmentation, dropout masks). Which
-rounds share a batched model, the chunk size, train versus bench, and the device change nothing: generators live
-on the CPU and what they draw is moved to the device.
+ensemble) and per purpose (its data draw, initial parameters, batch order, augmentation, dropout masks, the
+non-digits it is shown). Which rounds share a batched model, the chunk size, train versus bench, and the device
+change nothing: generators live on the CPU and what they draw is moved to the device.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 
 import torch
 
-STREAMS = ("data", "init", "order", "augment", "dropout")
+STREAMS = ("data", "init", "order", "augment", "dropout", "nondigits")
 
 
 def derive_seed(seed: int, round_index: int, network: int, stream: str) -> int:

@@ -23,13 +23,16 @@ import torch
 
 from . import __version__, rng
 from .augment import augment
+from .calibration import calibrate
 from .config import LIGHT_CURVE_PAIRS, Curves, TrainConfig
 from .data import DigitSource, PairSet, RoundData, draw_rounds
 from .errors import DigitcmpError
 from .files import write_json
 from .model.checkpoint import save_checkpoint
-from .model.losses import comparison_loss
+from .model.losses import comparison_loss, uniform_loss
 from .model.network import ComparisonNet, count_parameters, member_state
+from .nondigits import nondigits
+from .preprocess import pool_digits
 from .schema import SCHEMA_VERSION
 from .variant import Variant
 
@@ -43,6 +46,10 @@ CPU_NETWORKS = 12
 # test-time views of 1,000 pairs would hold tens of gigabytes of activations at once.
 CPU_EVAL_PAIRS = 200
 CUDA_EVAL_PAIRS = 20_000
+# With --nondigits: the pictures of non-digits generated for a run (at most; twice its training pairs if fewer), and
+# how many non-digit pairs join each batch, as a share of its pairs.
+NONDIGIT_POOL = 10_000
+NONDIGIT_SHARE = 0.25
 # glibc mallopt parameters (malloc.h): the heap size above which free() returns memory to the OS, and how many
 # blocks may be served by mmap (0: none, so large blocks come from the heap too).
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
@@ -193,24 +200,26 @@ def add_swapped(pairs: PairSet) -> PairSet:
 
 
 @torch.no_grad()
-def evaluate(model: ComparisonNet, pairs: PairSet, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Comparison and digit accuracy per member (E each), in eval mode, with the variant's test-time averaging;
-    ``tta=False`` forces the single view (for the per-epoch curves, where the test-time views would cost more than
-    the training itself)."""
+def outputs(model: ComparisonNet, pairs: PairSet, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every member's comparison logits (E×N) and digit logits (E×N×2×10) for its pairs, in eval mode, with the
+    variant's test-time averaging; ``tta=False`` forces the single view. Forwards of a bounded size."""
     was_training = model.training
     model.eval()
     per_forward = CPU_EVAL_PAIRS if pairs.targets.device.type == "cpu" else CUDA_EVAL_PAIRS
     chunk = max(1, per_forward // (model.networks * model.views(tta)))
-    correct = torch.zeros(pairs.targets.shape[0], device=pairs.targets.device)
-    digits_correct = torch.zeros_like(correct)
-    for start in range(0, pairs.targets.shape[1], chunk):
-        part = slice(start, start + chunk)
-        logits, digits = model(pairs.inputs[:, part], tta=tta)
-        correct += ((logits > 0).float() == pairs.targets[:, part]).sum(1)
-        digits_correct += (digits.argmax(-1) == pairs.classes[:, part]).float().sum((1, 2))
+    parts = [
+        model(pairs.inputs[:, start : start + chunk], tta=tta) for start in range(0, pairs.targets.shape[1], chunk)
+    ]
     model.train(was_training)
-    n = pairs.targets.shape[1]
-    return correct / n, digits_correct / (2 * n)
+    return torch.cat([logits for logits, _ in parts], 1), torch.cat([digits for _, digits in parts], 1)
+
+
+def evaluate(model: ComparisonNet, pairs: PairSet, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Comparison and digit accuracy per member (E each), as ``outputs`` reads the pairs (``tta=False`` for the
+    per-epoch curves, where the test-time views would cost more than the training itself)."""
+    logits, digits = outputs(model, pairs, tta)
+    correct = ((logits > 0).float() == pairs.targets).float().mean(1)
+    return correct, (digits.argmax(-1) == pairs.classes).float().mean((1, 2))
 
 
 def curve_pairs(pairs: PairSet, curves: Curves) -> PairSet:
@@ -219,6 +228,25 @@ def curve_pairs(pairs: PairSet, curves: Curves) -> PairSet:
     if curves != Curves.light or pairs.targets.shape[1] <= LIGHT_CURVE_PAIRS:
         return pairs
     return PairSet(*(t[:, :LIGHT_CURVE_PAIRS] for t in (pairs.inputs, pairs.targets, pairs.classes)))
+
+
+def nondigit_pool(config: TrainConfig, variant: Variant, pairs: int, seed: int, device: torch.device):
+    """The pooled non-digits (P×14×14) a run shows its digit head, or None where --nondigits is off or the variant
+    names no digits; generated from the run's seed, so every round of it sees the same pictures."""
+    if not config.nondigits or not variant.names_digits:
+        return None
+    count = min(NONDIGIT_POOL, 2 * pairs)
+    return torch.from_numpy(pool_digits(nondigits(count, rng.derive_seed(seed, 0, 0, "nondigits")))).to(device)
+
+
+def with_nondigits(inputs: torch.Tensor, pool: torch.Tensor | None, generators: list[torch.Generator]) -> torch.Tensor:
+    """A batch of pairs (networks × B × 2 × 14 × 14) with NONDIGIT_SHARE·B pairs of random non-digits appended, each
+    network's own draw."""
+    if pool is None:
+        return inputs
+    extra = math.ceil(inputs.shape[1] * NONDIGIT_SHARE)
+    picks = torch.stack([torch.randint(len(pool), (2 * extra,), generator=g) for g in generators])
+    return torch.cat([inputs, pool[picks.to(pool.device)].unflatten(1, (extra, 2))], dim=1)
 
 
 def make_optimizer(model: ComparisonNet, config: TrainConfig, steps: int):
@@ -259,7 +287,10 @@ def train_members(
     if k > 1:  # every network of a member's ensemble sees that member's pairs, in its own order and shifts
         fit = PairSet(*(t.repeat_interleave(k, dim=0) for t in (fit.inputs, fit.targets, fit.classes)))
     indices = [r.index for r in rounds]
-    streams = {name: rng.network_generators(seed, indices, k, name) for name in ("order", "augment", "dropout")}
+    streams = {
+        name: rng.network_generators(seed, indices, k, name) for name in ("order", "augment", "dropout", "nondigits")
+    }
+    pool = nondigit_pool(config, variant, n, seed, device)
     model = ComparisonNet(variant, members, rng.network_generators(seed, indices, k, "init")).to(device).train()
     model.use_dropout_generators(streams["dropout"])
     steps_per_epoch = math.ceil(n / config.batch_size)
@@ -273,7 +304,7 @@ def train_members(
         wrong = torch.zeros(model.networks, device=device)
         for start in range(0, n, config.batch_size):
             batch = member_index, order[:, start : start + config.batch_size]
-            inputs = augment(fit.inputs[batch], config, streams["augment"])
+            inputs = augment(with_nondigits(fit.inputs[batch], pool, streams["nondigits"]), config, streams["augment"])
             targets = fit.targets[batch]
             loss, logits = step(model, optimizer, scheduler, inputs, targets, fit.classes[batch], config)
             with torch.no_grad():
@@ -304,16 +335,20 @@ def step(
     classes: torch.Tensor,
     config: TrainConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step of every network on its batch; returns each network's loss and the logits."""
+    """One optimisation step of every network on its batch; returns each network's loss and the logits. Pairs of
+    ``inputs`` beyond the targets are non-digits (``with_nondigits``), which the digit head learns not to name."""
     logits, digits = model.single_view(inputs)
-    loss = comparison_loss(logits, digits, targets, classes, model.variant.aux_weight, config.label_smoothing,
-                           config.all_pairs, config.loss == "average")  # fmt: skip
+    real = targets.shape[1]
+    loss = comparison_loss(logits[:, :real], digits[:, :real], targets, classes, model.variant.aux_weight,
+                           config.label_smoothing, config.all_pairs, config.loss == "average")  # fmt: skip
+    if inputs.shape[1] > real:
+        loss = loss + config.nondigits * uniform_loss(digits[:, real:])
     optimizer.zero_grad(set_to_none=True)
     loss.sum().backward()
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return loss, logits
+    return loss, logits[:, :real]
 
 
 def epoch_order(generators: list[torch.Generator], n: int) -> torch.Tensor:
@@ -382,6 +417,18 @@ class TrainRun:
     checkpoint: Path
 
 
+def fit_calibration(result: RunResult, rounds: list[RoundData], device: torch.device) -> dict | None:
+    """Temperatures for the best round's outputs, fitted on its validation pairs (held-out training digits, never
+    test digits; digitcmp.calibration); None without validation pairs or digit names."""
+    val = next(r.val for r in rounds if r.index == result.best_round)
+    if val is None or not result.variant.names_digits:
+        return None
+    model = ComparisonNet(result.variant).to(device)
+    model.load_state_dict(result.best_state)
+    logits, digits = (t[0].cpu().numpy() for t in outputs(model, stack([val], device)))
+    return calibrate(digits, val.classes.numpy(), logits, val.targets.numpy()).to_dict()
+
+
 def run_train(
     variant: Variant,
     config: TrainConfig,
@@ -398,6 +445,7 @@ def run_train(
     data = draw_rounds(source, rounds, pairs, test_pairs, config.val_fraction, seed)
     result = train_variant(variant, data, config, device, seed, on_epoch=on_epoch)
     context = {"seed": seed, "data": source.describe(), "environment": environment(str(device))}
+    context["calibration"] = fit_calibration(result, data, device)
     checkpoint = result.save_best(folder / "checkpoint.pt", **context)
     record = {"schema_version": SCHEMA_VERSION, "kind": "train", **result.to_dict(), **context,
               "checkpoint": checkpoint.name}  # fmt: skip

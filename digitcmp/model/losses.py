@@ -23,6 +23,12 @@ def all_pairs_logits(digits: torch.Tensor) -> torch.Tensor:
     return log_le - log_gt
 
 
+def uniform_loss(digits: torch.Tensor) -> torch.Tensor:
+    """Per-member cross-entropy of digit logits E×B×2×10 against the uniform distribution (outlier exposure): the
+    target for a picture that is no digit, which should favour no digit over another."""
+    return -F.log_softmax(digits, dim=-1).mean(-1).mean((1, 2))
+
+
 def comparison_loss(
     logits: torch.Tensor,
     digits: torch.Tensor,
