@@ -9,9 +9,17 @@ It also reads each pair as one picture holding both digits, as `digitcmp predict
 pair, from the same source (the same paper, pen and camera), side by side with a digit's width between them, and
 counts the single-digit images refused as holding several digits.
 
+Calibration: the expected calibration error of the digit probabilities over every read, with the reliability table
+behind it. Refusal: the real digits refused as not a digit, and non-digit pictures refused (``--nondigits N``:
+letters, symbols and shapes in the machine's DejaVu fonts and hand-jittered strokes, dark ink on noisy paper; drawn
+apart from the generator training uses, which renders Pillow's own font on black).
+
     python benchmarks/realworld.py FOLDER                          # the shipped model
     python benchmarks/realworld.py FOLDER --model models/mine.onnx --json
     python benchmarks/realworld.py FOLDER --sheet sheet.png   # inputs beside the digits the model saw
+    python benchmarks/realworld.py FOLDER --nondigits 600     # also 600 generated non-digit pictures
+    python benchmarks/realworld.py FOLDER --mnist mnist       # also every official MNIST test digit
+    python benchmarks/realworld.py FOLDER --reliability r.png  # the reliability diagram of the digit reads
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from digitcmp.calibration import expected_calibration_error, reliability
 from digitcmp.errors import DigitcmpError
-from digitcmp.predict import Digit, load_digit, load_model, pair_from_bytes, run_pairs
+from digitcmp.nondigits import CANVAS, LETTERS, SHAPES, SYMBOLS, draw_shape
+from digitcmp.predict import Digit, digit_from_bytes, load_digit, load_model, pair_from_bytes, run_pairs
 
 
 def read_labels(folder: Path) -> list[dict]:
@@ -38,7 +48,9 @@ def read_labels(folder: Path) -> list[dict]:
         return [{**row, "digit": int(row["digit"])} for row in csv.DictReader(handle)]
 
 
-def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[tuple[dict, Digit | None]]]:
+def score(
+    folder: Path, model_path: Path | None, seed: int, nondigits: int = 0
+) -> tuple[dict, list[tuple[dict, Digit | None]]]:
     model = load_model(model_path)
     rows = read_labels(folder)
     prepared: list[tuple[dict, Digit | None]] = []
@@ -56,8 +68,9 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
     by_style: dict[str, list[int]] = defaultdict(list)
     for index, (row, _) in enumerate(prepared):
         by_style[row["style"]].append(index)
-    reads: dict[int, int] = {}
+    reads: dict[int, int | None] = {}  # None: refused as not a digit
     flagged: dict[int, bool] = {}  # the read was reported as unsure (below predict's SURE probability)
+    confidence: dict[int, float] = {}
     pair_hits: dict[int, bool] = {}
     rng = random.Random(seed)
     for indices in by_style.values():
@@ -69,16 +82,23 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
                                       strict=True):  # fmt: skip
             truth = prepared[a][0]["digit"] <= prepared[b][0]["digit"]
             pair_hits[a] = prediction.first_le_second == truth
-            reads[a], reads[b] = prediction.digits
-            flagged[a], flagged[b] = (prediction.read(which)["unsure"] for which in (0, 1))
+            for which, index in enumerate((a, b)):
+                read = prediction.read(which)
+                reads[index] = read["digit"] if prediction.is_digit(which) else None
+                flagged[index], confidence[index] = read["unsure"], read["probability"]
     groups: dict[str, dict[str, list[int]]] = {"style": defaultdict(list), "source": defaultdict(list)}
     for index, (row, _) in enumerate(prepared):
         groups["style"][row["style"]].append(index)
         groups["source"][f"{row['style']}/{row['source']}"].append(index)
+    read_right = [(confidence[i], reads[i] == prepared[i][0]["digit"]) for i in confidence if reads[i] is not None]
     figures: dict = {"images": len(rows), "refused": sum(d is None for _, d in prepared),
                      "refused_as_several_digits": several,
+                     "refused_as_not_a_digit": sum(read is None for read in reads.values()),
+                     "digit_ece": round(expected_calibration_error(*np.array(read_right).T), 4),
+                     "reliability": reliability(*np.array(read_right).T),
                      "median_ms_per_image": round(1000 * statistics.median(seconds), 1),
-                     "one_picture_pairs": one_picture_pairs(folder, rows, model, seed)}  # fmt: skip
+                     "one_picture_pairs": one_picture_pairs(folder, rows, model, seed),
+                     "nondigits": nondigit_refusals(model, nondigits, seed) if nondigits else None}  # fmt: skip
     right = {i: reads.get(i) == row["digit"] for i, (row, _) in enumerate(prepared)}
     for name, unsure in (("sure", False), ("unsure", True)):
         indices = [i for i in flagged if flagged[i] == unsure]
@@ -96,6 +116,86 @@ def score(folder: Path, model_path: Path | None, seed: int) -> tuple[dict, list[
             for name, indices in sorted(members.items())
         }
     return figures, prepared
+
+
+def nondigit_picture(kind: str, generator: np.random.Generator, fonts: list[Path]) -> bytes:
+    """One non-digit as a user might photograph or scan it: dark ink on light, noisy, slightly blurred paper. A
+    character in one of ``fonts``, or a shape drawn at the training generator's scale and enlarged."""
+    from PIL import ImageDraw, ImageFilter, ImageFont
+
+    size = 160
+    if kind == "shape" or not fonts:
+        small = Image.new("L", (CANVAS, CANVAS), 0)
+        draw_shape(ImageDraw.Draw(small), str(generator.choice(SHAPES)), int(generator.integers(2, 6)), generator)
+        image = small.resize((size, size), Image.Resampling.BICUBIC)
+    else:
+        image = Image.new("L", (size, size), 0)
+        font = ImageFont.truetype(str(generator.choice(fonts)), int(generator.integers(70, 120)))
+        text = str(generator.choice(list(LETTERS + SYMBOLS + "£§¶ΩπΣλ€")))
+        ImageDraw.Draw(image).text((size / 2, size / 2), text, fill=255, font=font, anchor="mm")
+    image = image.rotate(float(generator.uniform(-15, 15)), fillcolor=0).filter(ImageFilter.GaussianBlur(1.2))
+    ink = np.asarray(image, np.float32) / 255
+    paper = 0.85 + 0.1 * generator.random() + generator.normal(0, 0.03, ink.shape)
+    picture = np.clip(paper * (1 - 0.8 * ink), 0, 1)
+    buffer = io.BytesIO()
+    Image.fromarray((255 * picture).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def nondigit_refusals(model, count: int, seed: int) -> dict:
+    """How many of ``count`` generated non-digit pictures predict refuses, per kind (letter or symbol, shape)."""
+    fonts = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("*.ttf"))
+    generator = np.random.default_rng(seed)
+    outcome: dict[str, list[bool]] = defaultdict(list)
+    for i in range(count):
+        kind = "shape" if i % 2 else "character"
+        try:
+            digit = digit_from_bytes(nondigit_picture(kind, generator, fonts), f"nondigit-{i}")
+        except DigitcmpError:
+            outcome[kind].append(True)  # refused before the model (no ink found)
+            continue
+        [answer] = run_pairs(model, [(digit, digit)])
+        outcome[kind].append(not answer.is_digit(0))
+    return {kind: {"pictures": len(v), "refused": round(float(np.mean(v)), 4)} for kind, v in sorted(outcome.items())}
+
+
+def mnist_digits(data_dir: Path, model) -> dict:
+    """Every MNIST test digit as the model's input (MNIST's own 28×28 image, pooled): digit accuracy, the share
+    refused as not a digit, and the expected calibration error of the digit probabilities."""
+    from digitcmp.data import load_source
+    from digitcmp.preprocess import pool_digits
+
+    test = load_source(data_dir).test
+    pooled = pool_digits(test.images)
+    digits = [Digit("mnist", image, p) for image, p in zip(test.images, pooled, strict=True)]
+    answers = run_pairs(model, list(zip(digits[0::2], digits[1::2], strict=True)))
+    probabilities = np.concatenate([a.digit_probabilities for a in answers])
+    labels = test.labels[: len(probabilities)]
+    read = [a.is_digit(which) for a in answers for which in (0, 1)]
+    right = probabilities.argmax(-1) == labels
+    return {"digits": len(labels), "digit_accuracy": round(float(right.mean()), 4),
+            "refused_as_not_a_digit": int(len(read) - sum(read)),
+            "digit_ece": round(expected_calibration_error(probabilities.max(-1), right), 4)}  # fmt: skip
+
+
+def plot_reliability(rows: list[dict], ece: float, path: Path) -> None:
+    """The reliability diagram: per confidence bin, the share of reads that were right against the probability
+    the model gave them (the diagonal: calibrated), with how many reads each bin holds."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.6, 4.2), layout="constrained")
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    centres = [(r["low"] + r["high"]) / 2 for r in rows]
+    axes.bar(centres, [r["accuracy"] for r in rows], width=0.09, color="#4c72b0", alpha=0.8, label="reads right")
+    axes.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o", color="#c44e52",
+              label="mean probability given")  # fmt: skip
+    for centre, row in zip(centres, rows, strict=True):
+        axes.annotate(f"{row['count']}", (centre, min(row["accuracy"], 0.93) + 0.02), ha="center", fontsize=7)
+    axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="probability of the digit read", ylabel="share read right",
+             title=f"Digit reads of real handwriting (ECE {100 * ece:.1f}%)")  # fmt: skip
+    axes.legend(loc="upper left", fontsize=8)
+    figure.savefig(path, dpi=110)
 
 
 def side_by_side(first: Path, second: Path) -> bytes:
@@ -135,7 +235,7 @@ def one_picture_pairs(folder: Path, rows: list[dict], model, seed: int) -> dict:
                 hits[a["style"]].append(False)
                 continue
             [answer] = run_pairs(model, [pair])
-            hits[a["style"]].append(answer.first_le_second == (a["digit"] <= b["digit"]))
+            hits[a["style"]].append(answer.nondigit is None and answer.first_le_second == (a["digit"] <= b["digit"]))
     return {style: {"pairs": len(h), "pair_accuracy": round(float(np.mean(h)), 4)} for style, h in sorted(hits.items())}
 
 
@@ -164,17 +264,33 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairing within each style")
     parser.add_argument("--sheet", type=Path, help="also write a PNG of inputs beside the digits the model saw")
+    parser.add_argument("--nondigits", type=int, default=0, help="also this many generated non-digit pictures")
+    parser.add_argument("--mnist", type=Path, help="also every digit of the MNIST test set in this folder")
+    parser.add_argument("--reliability", type=Path, help="also write the reliability diagram of the reads (PNG)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    figures, prepared = score(args.folder, args.model, args.seed)
+    figures, prepared = score(args.folder, args.model, args.seed, args.nondigits)
+    if args.mnist:
+        figures["mnist"] = mnist_digits(args.mnist, load_model(args.model))
     if args.sheet:
         sheet(prepared, args.folder, args.sheet)
+    if args.reliability:
+        plot_reliability(figures["reliability"], figures["digit_ece"], args.reliability)
     if args.json:
         print(json.dumps(figures, indent=2))
         return
     each = figures["median_ms_per_image"]
     print(f"{figures['images']} images, {figures['refused']} refused ({figures['refused_as_several_digits']} as "
           f"holding several digits), {each} ms each to prepare (median)")  # fmt: skip
+    print(f"real digits refused as not a digit: {figures['refused_as_not_a_digit']}; expected calibration error of "
+          f"the digit probabilities: {100 * figures['digit_ece']:.1f}%")  # fmt: skip
+    if "mnist" in figures:
+        f = figures["mnist"]
+        print(f"MNIST test digits: {f['digits']:,}, {100 * f['digit_accuracy']:.2f}% read right, "
+              f"{f['refused_as_not_a_digit']} refused as not a digit, "
+              f"calibration error {100 * f['digit_ece']:.1f}%")  # fmt: skip
+    for kind, f in (figures["nondigits"] or {}).items():
+        print(f"non-digit pictures, {kind}: {f['pictures']}, {100 * f['refused']:.1f}% refused")
     for name in ("sure", "unsure"):
         f = figures[f"{name}_reads"]
         accuracy = "—" if f["digit_accuracy"] is None else f"{100 * f['digit_accuracy']:.1f}%"

@@ -159,6 +159,12 @@ class Model:
         le, digits = self.session.run(None, {self.input_name: pairs.astype(np.float32, copy=False)})
         return le, digits
 
+    @property
+    def refuses_nondigits(self) -> bool:
+        """Whether the model learned to spread its probability over the digits for a picture that is no digit
+        (``--nondigits`` in training), so that a low ``digit_mass`` means 'not a digit'."""
+        return bool((self.metadata.get("train_config") or {}).get("nondigits"))
+
 
 def load_model(path: Path | None = None) -> Model:
     """Open an exported model, refusing files that are missing, damaged, or not digitcmp's contract."""
@@ -197,6 +203,16 @@ def load_model(path: Path | None = None) -> Model:
 # A digit read below this probability, or a comparison answered below it, is reported as unsure (with the
 # runner-up digit) rather than stated as fact (docs/predict.md gives the measured accuracy on either side).
 SURE = 0.8
+# A picture whose two likeliest digits hold less than this share of the probability is refused as no digit (by a
+# model trained with --nondigits): such a model spreads its probability over all ten for letters, symbols, shapes
+# and faces, while a real digit, even one between two readings, keeps it on one or two (docs/predict.md gives
+# the measured refusals of either kind).
+DIGIT_MASS = 0.5
+
+
+def digit_mass(probabilities: np.ndarray) -> np.ndarray:
+    """The share of probability on the two likeliest digits (…×10 → …)."""
+    return np.sort(probabilities, axis=-1)[..., -2:].sum(-1)
 
 
 @dataclass
@@ -207,6 +223,7 @@ class Prediction:
     second: Digit
     le_probability: float
     digit_probabilities: np.ndarray  # 2×10
+    refuses_nondigits: bool = False  # the model's (Model.refuses_nondigits)
 
     @property
     def digits(self) -> tuple[int, int]:
@@ -244,6 +261,15 @@ class Prediction:
             read["place"] = digit.place
         return {**read, "picture": digit.picture} if digit.picture else read
 
+    def is_digit(self, which: int) -> bool:
+        """Whether the picture reads as a digit: always, unless the model learned to tell (``DIGIT_MASS``)."""
+        return not self.refuses_nondigits or bool(digit_mass(self.digit_probabilities[which]) >= DIGIT_MASS)
+
+    @property
+    def nondigit(self) -> Digit | None:
+        """The first of the pair's pictures that does not read as a digit, if any."""
+        return next((d for which, d in enumerate((self.first, self.second)) if not self.is_digit(which)), None)
+
     @property
     def unsure(self) -> bool:
         return self.probability < SURE or any(self.read(which)["unsure"] for which in (0, 1))
@@ -265,8 +291,20 @@ def run_pairs(model: Model, pairs: list[tuple[Digit, Digit]]) -> list[Prediction
     for start in range(0, len(pairs), BATCH):
         chunk = pairs[start : start + BATCH]
         le, digits = model.run(np.stack([np.stack([a.pooled, b.pooled]) for a, b in chunk]))
-        results += [Prediction(a, b, float(p), d) for (a, b), p, d in zip(chunk, le, digits, strict=True)]
+        refuses = model.refuses_nondigits
+        results += [Prediction(a, b, float(p), d, refuses) for (a, b), p, d in zip(chunk, le, digits, strict=True)]
     return results
+
+
+def refused(prediction: Prediction, files: tuple[Path, ...], keep_going: bool) -> Prediction | Failed:
+    """The prediction, or where one of its pictures is no digit (``Prediction.nondigit``) the refusal: an error
+    that stops all, or with ``keep_going`` the pair's ``Failed`` row."""
+    if prediction.nondigit is None:
+        return prediction
+    message = f"no digit in {prediction.nondigit.source}: it does not look like a handwritten digit"
+    if not keep_going:
+        raise DigitcmpError(message)
+    return Failed(tuple(Path(f) for f in files), message)
 
 
 @dataclass
@@ -298,9 +336,11 @@ def predict_pairs(
     model, in order. ``keep_going`` (a batch): a pair whose picture cannot be read becomes a ``Failed`` row and
     the others are still answered; else it stops all."""
     for start in range(0, len(pairs), BATCH):
-        read = [read_pair(files, keep_going) for files in pairs[start : start + BATCH]]
+        chunk = pairs[start : start + BATCH]
+        read = [read_pair(files, keep_going) for files in chunk]
         answers = iter(run_pairs(model, [pair for pair in read if not isinstance(pair, Failed)]))
-        yield from (pair if isinstance(pair, Failed) else next(answers) for pair in read)
+        for files, pair in zip(chunk, read, strict=True):
+            yield pair if isinstance(pair, Failed) else refused(next(answers), files, keep_going)
 
 
 def save_digits(predictions: list[Prediction], folder: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from . import __version__
 from .errors import DigitcmpError, TooLarge
-from .predict import Digit, Model, digit_from_bytes, load_model, pair_from_bytes, run_pairs
+from .predict import Digit, Model, digit_from_bytes, load_model, pair_from_bytes, refused, run_pairs
 
 FIELDS = ("first", "second")
 SHEET = "sheet"  # the form field of one picture holding both digits
@@ -123,7 +123,8 @@ def predict_images(model: Model, images: dict[str, bytes]):
         digits = list(pair_from_bytes(images[SHEET], SHEET))
     else:
         digits = [digit_from_bytes(images[field], field) for field in FIELDS]
-    return run_pairs(model, [(digits[0], digits[1])])[0], digits
+    [prediction] = run_pairs(model, [(digits[0], digits[1])])
+    return refused(prediction, tuple(d.source for d in digits), keep_going=False), digits
 
 
 def model_summary(model: Model) -> dict:

@@ -101,8 +101,9 @@ def style_accuracy(tmp_path, digits, labels, style) -> float:
         b = STYLES[style](digits[i + 1], folder)
         pairs.append((a, b))
         truth.append(labels[i] <= labels[i + 1])
-    predictions = list(predict_pairs(model, pairs))
-    return float(np.mean([p.first_le_second == t for p, t in zip(predictions, truth, strict=True)]))
+    predictions = list(predict_pairs(model, pairs, keep_going=True))  # a picture refused counts as wrong
+    right = [isinstance(p, Prediction) and p.first_le_second == t for p, t in zip(predictions, truth, strict=True)]
+    return float(np.mean(right))
 
 
 @pytest.mark.parametrize("style", ["white on black png", "black on white png", "rgba transparent", "large rgb jpeg",
@@ -385,3 +386,69 @@ def test_compare_answers_every_pair_when_they_span_several_batches(monkeypatch):
     prepared = [tuple(Digit(f"{d.label}.png", d.image, pool_digits(d.image[None])[0]) for d in pair) for pair in pairs]
     answers = run_pairs(load_model(), prepared)
     assert [answer.digits for answer in answers] == [(a.label, b.label) for a, b in pairs]
+
+
+def drawn_nondigit(kind: str) -> Image.Image:
+    """Something that is no digit, drawn in dark ink on white paper as a user might: a letter, a symbol, a shape
+    or a face."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.new("L", (200, 200), 255)
+    pen = ImageDraw.Draw(image)
+    if kind in ("A", "#", "K"):
+        font = ImageFont.load_default(size=150)
+        pen.text((100, 100), kind, fill=0, font=font, anchor="mm", stroke_width=4, stroke_fill=0)
+    elif kind == "smiley":
+        pen.ellipse((30, 30, 170, 170), outline=0, width=9)
+        pen.ellipse((70, 70, 85, 85), fill=0)
+        pen.ellipse((115, 70, 130, 85), fill=0)
+        pen.arc((65, 80, 135, 140), 20, 160, fill=0, width=9)
+    elif kind == "star":
+        points = [(100 + 80 * r * np.sin(i * np.pi / 5), 105 - 80 * r * np.cos(i * np.pi / 5))
+                  for i, r in zip(range(10), [1, 0.4] * 5, strict=True)]  # fmt: skip
+        pen.line(points + points[:1], fill=0, width=9, joint="curve")
+    else:  # a square
+        pen.rectangle((40, 40, 160, 160), outline=0, width=10)
+    return image
+
+
+NONDIGITS = ("A", "#", "K", "smiley", "star", "square")
+
+
+@pytest.mark.parametrize("kind", NONDIGITS)
+def test_a_drawn_letter_symbol_shape_or_face_is_refused_in_one_line(kind: str, tmp_path: Path) -> None:
+    picture = save(drawn_nondigit(kind), tmp_path / "thing.png")
+    first, _ = write_pair(tmp_path / "digits", *labelled_pair(*PAIRS[0]))
+    result = runner.invoke(app, ["predict", str(first), str(picture)])
+    assert_one_line_error(result, 2, f"no digit in {picture}: it does not look like a handwritten digit")
+
+
+def test_real_digits_are_almost_never_refused_as_no_digit(test_digits) -> None:
+    every = np.arange(0, len(test_digits.labels), 5)  # 500 digits, 50 of each class
+    pooled = pool_digits(test_digits.images[every])
+    model = load_model()
+    answers = run_pairs(model, [(digit_of(p), digit_of(p)) for p in pooled])
+    refused = sum(not answer.is_digit(0) for answer in answers)
+    assert model.refuses_nondigits and refused <= 5  # at most 1%
+
+
+def digit_of(pooled: np.ndarray) -> Digit:
+    return Digit("mnist", (np.kron(pooled, np.ones((2, 2))) * 255).astype(np.uint8), pooled)
+
+
+def test_the_shipped_model_is_calibrated_on_held_out_training_digits_and_unsure_follows_its_probabilities(
+    test_digits,
+) -> None:
+    model = load_model()
+    calibration = model.metadata["calibration"]
+    assert calibration["digit_temperature"] > 0 and calibration["digits"] >= 1000
+    assert calibration["digit_ece_calibrated"] <= calibration["digit_ece"]
+    pooled = pool_digits(test_digits.images[::50])
+    answers = run_pairs(model, [(digit_of(a), digit_of(b)) for a, b in zip(pooled, pooled[::-1], strict=True)])
+    for answer in answers:
+        assert np.all(answer.digit_probabilities >= 0) and np.allclose(answer.digit_probabilities.sum(-1), 1, atol=1e-5)
+        assert 0 <= answer.le_probability <= 1
+        for which in (0, 1):
+            read = answer.read(which)
+            assert read["unsure"] == (read["probability"] < SURE)
+        assert answer.unsure == (answer.probability < SURE or any(answer.read(w)["unsure"] for w in (0, 1)))

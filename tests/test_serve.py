@@ -96,6 +96,17 @@ def test_a_sheet_beside_the_two_fields_or_with_one_digit_is_refused(client, good
     assert response.status_code == 400 and "sheet holds 1 digit, not 2" in response.json()["error"]
 
 
+def test_a_picture_of_no_digit_is_a_400_naming_its_field_and_the_server_goes_on(client, good):
+    from test_predict import drawn_nondigit
+
+    buffer = io.BytesIO()
+    drawn_nondigit("smiley").save(buffer, format="PNG")
+    response = post(client, good[0], buffer.getvalue())
+    assert response.status_code == 400
+    assert response.json()["error"] == "no digit in second: it does not look like a handwritten digit"
+    assert post(client, *good).status_code == 200
+
+
 def test_model_health_and_page(client):
     model = client.get("/api/model").json()
     metadata = load_model().metadata  # the shipped model, which create_app() serves
