@@ -109,14 +109,17 @@ def read(data: bytes, name: str) -> Digit | None:
 
 
 def accuracy(model, digits: list[Digit | None], labels: np.ndarray) -> dict[str, float | int]:
-    """Digit accuracy, and comparison accuracy on the pairs (i, i+1) of the list; refused pictures count as wrong."""
+    """Digit accuracy, and comparison accuracy on the pairs (i, i+1) of the list; refused pictures (before the
+    model, or by it as not a digit) count as wrong."""
     n = len(digits)
     pairs = [(i, (i + 1) % n) for i in range(n) if digits[i] is not None and digits[(i + 1) % n] is not None]
     predictions = run_pairs(model, [(digits[a], digits[b]) for a, b in pairs])
-    reads = [p.digits[0] == labels[a] for (a, _), p in zip(pairs, predictions, strict=True)]
-    compared = [p.first_le_second == (labels[a] <= labels[b]) for (a, b), p in zip(pairs, predictions, strict=True)]
+    reads = [p.digits[0] == labels[a] and p.is_digit(0) for (a, _), p in zip(pairs, predictions, strict=True)]
+    compared = [p.first_le_second == (labels[a] <= labels[b]) and p.nondigit is None
+                for (a, b), p in zip(pairs, predictions, strict=True)]  # fmt: skip
     return {
         "refused": sum(d is None for d in digits),
+        "refused_as_not_a_digit": sum(not p.is_digit(0) for p in predictions),
         "digit_accuracy": round(sum(reads) / n, 4),  # every digit is a first digit once, unless refused
         "pair_accuracy": round(sum(compared) / n, 4),
     }
@@ -145,10 +148,11 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     print(f"{figures['digits']} digits of the {figures['source']}")
-    print(f"{'condition':26} {'digits':>8} {'pairs':>8} {'refused':>8}")
+    print(f"{'condition':26} {'digits':>8} {'pairs':>8} {'refused':>8} {'not digit':>10}")
     for name in ("clean", *CONDITIONS):
         f = figures[name]
-        print(f"{name:26} {100 * f['digit_accuracy']:7.1f}% {100 * f['pair_accuracy']:7.1f}% {f['refused']:>8}")
+        accuracies = f"{100 * f['digit_accuracy']:7.1f}% {100 * f['pair_accuracy']:7.1f}%"
+        print(f"{name:26} {accuracies} {f['refused']:>8} {f['refused_as_not_a_digit']:>10}")
 
 
 if __name__ == "__main__":

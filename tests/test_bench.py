@@ -268,14 +268,15 @@ def test_bench_writes_every_results_file(bench_run):
 
 
 @pytest.mark.slow
-def test_compare_against_a_better_baseline_exits_1(bench_run, tmp_path):
+@pytest.mark.parametrize("output", ["-q", "--json"])
+def test_compare_against_a_better_baseline_exits_1(bench_run, tmp_path, output):
     out, _ = bench_run
     document = json.loads((out / "results.json").read_text())
     for variant in document["variants"]:
         variant["test_accuracy_mean"] += 0.2
     better = tmp_path / "better.json"
     better.write_text(json.dumps(document))
-    result = bench("--arch", "shallow-fc", *SMALL[2:], "--out", str(tmp_path / "r"), "-q", "--compare", str(better))
+    result = bench("--arch", "shallow-fc", *SMALL[2:], "--out", str(tmp_path / "r"), output, "--compare", str(better))
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith("error: regression against")
 

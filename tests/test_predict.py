@@ -114,6 +114,15 @@ def test_shipped_model_is_right_on_real_digits_in_every_style(tmp_path, mnist_te
     assert accuracy >= 0.95, f"{style}: {accuracy:.3f}"
 
 
+def test_a_model_must_return_its_outputs_in_the_contracts_order():
+    from digitcmp.contract import OUTPUT_NAMES, describe_violation
+
+    shape = [["batch", 2, 14, 14]]
+    assert describe_violation(shape, list(OUTPUT_NAMES)) is None
+    assert "does not return" in describe_violation(shape, list(reversed(OUTPUT_NAMES)))
+    assert "does not take" in describe_violation([["batch", 2, 28, 28]], list(OUTPUT_NAMES))
+
+
 def test_shipped_model_metadata_and_contract():
     model = load_model()
     assert model.metadata["input"]["shape"] == ["batch", 2, 14, 14]
