@@ -194,7 +194,7 @@ def plot_reliability(rows: list[dict], ece: float, path: Path) -> None:
         axes.annotate(f"{row['count']}", (centre, min(row["accuracy"], 0.93) + 0.02), ha="center", fontsize=7)
     axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="probability of the digit read", ylabel="share read right",
              title=f"Digit reads of real handwriting (ECE {100 * ece:.1f}%)")  # fmt: skip
-    axes.legend(loc="upper left", fontsize=8)
+    axes.legend(loc="center left", fontsize=8)
     figure.savefig(path, dpi=110)
 
 
