@@ -147,14 +147,14 @@ def nondigit_refusals(model, count: int, seed: int) -> dict:
     fonts = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("*.ttf"))
     generator = np.random.default_rng(seed)
     outcome: dict[str, list[bool]] = defaultdict(list)
+    read: list[tuple[str, Digit]] = []
     for i in range(count):
         kind = "shape" if i % 2 else "character"
         try:
-            digit = digit_from_bytes(nondigit_picture(kind, generator, fonts), f"nondigit-{i}")
+            read.append((kind, digit_from_bytes(nondigit_picture(kind, generator, fonts), f"nondigit-{i}")))
         except DigitcmpError:
             outcome[kind].append(True)  # refused before the model (no ink found)
-            continue
-        [answer] = run_pairs(model, [(digit, digit)])
+    for (kind, _), answer in zip(read, run_pairs(model, [(d, d) for _, d in read]), strict=True):
         outcome[kind].append(not answer.is_digit(0))
     return {kind: {"pictures": len(v), "refused": round(float(np.mean(v)), 4)} for kind, v in sorted(outcome.items())}
 

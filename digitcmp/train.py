@@ -235,8 +235,14 @@ def nondigit_pool(config: TrainConfig, variant: Variant, pairs: int, seed: int, 
     names no digits; generated from the run's seed, so every round of it sees the same pictures."""
     if not config.nondigits or not variant.names_digits:
         return None
-    count = min(NONDIGIT_POOL, 2 * pairs)
-    return torch.from_numpy(pool_digits(nondigits(count, rng.derive_seed(seed, 0, 0, "nondigits")))).to(device)
+    return pooled_nondigits(min(NONDIGIT_POOL, 2 * pairs), seed).to(device)
+
+
+@functools.cache
+def pooled_nondigits(count: int, seed: int) -> torch.Tensor:
+    """The run's non-digits, pooled, drawn once per process (seconds for a full pool) and shared by every chunk of
+    rounds and every cell of a bench that asks for the same ones."""
+    return torch.from_numpy(pool_digits(nondigits(count, rng.derive_seed(seed, 0, 0, "nondigits"))))
 
 
 def with_nondigits(inputs: torch.Tensor, pool: torch.Tensor | None, generators: list[torch.Generator]) -> torch.Tensor:
