@@ -13,6 +13,9 @@ METADATA_FORMAT = "digitcmp-onnx/1"
 INPUT_NAME = "pairs"
 INPUT_SHAPE = ("batch", 2, INPUT_SIZE, INPUT_SIZE)
 OUTPUT_NAMES = ("le_probability", "digit_probabilities")
+# An optional boolean input (an initializer, true unless fed) of models with test-time views: false reads each pair
+# in its first view alone, a fraction of the cost, for predict's early exit (digitcmp.predict.Model.run).
+VIEWS_INPUT = "all_views"
 INPUT_CONTRACT = {
     "name": INPUT_NAME,
     "shape": list(INPUT_SHAPE),

@@ -2,6 +2,9 @@
 
 The graph takes ``pairs`` float32 N×2×14×14 (pooled digits in [0, 1], white on black; normalisation is inside)
 and returns ``le_probability`` (N) and ``digit_probabilities`` (N×2×10); only the batch axis is dynamic.
+A variant with test-time views exports both readings in one graph, an ``If`` on the optional boolean input
+``all_views`` (true unless fed): every view, or the first view alone (predict's early exit). The weights are stored
+once.
 Metadata (JSON values) records the variant, training, accuracy, the input contract and versions; ``predict``
 refuses a model without it.
 
@@ -11,6 +14,7 @@ torch 2.15 fails on the batch-norm architectures and wrote an invalid Split node
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import warnings
@@ -32,6 +36,7 @@ from .contract import (
     METADATA_KEY,
     OUTPUT_NAMES,
     OUTPUTS,
+    VIEWS_INPUT,
 )
 from .data import DigitSource, PairSet, draw_pairs
 from .errors import DigitcmpError
@@ -48,14 +53,23 @@ class ProbabilityModel(nn.Module):
     """What the ONNX graph computes: probabilities from a pair batch N×2×14×14, each output's logits divided by the
     temperature training fitted (``calibration``: digitcmp.calibration; 1 where a checkpoint has none)."""
 
-    def __init__(self, net: ComparisonNet, calibration: dict | None = None) -> None:
+    def __init__(self, net: ComparisonNet, calibration: dict | None = None, tta: bool | None = None) -> None:
+        """``tta``: False reads the first view alone; None, the variant's views."""
         super().__init__()
         self.net = net
+        self.calibration = calibration
         self.digit_temperature = (calibration or {}).get("digit_temperature", 1.0)
         self.comparison_temperature = (calibration or {}).get("comparison_temperature", 1.0)
+        self.tta = tta
+
+    def first_view(self) -> ProbabilityModel | None:
+        """The same model reading the first view alone, or None where it reads only that one anyway."""
+        if self.net.views(self.tta) == 1:
+            return None
+        return ProbabilityModel(self.net, self.calibration, tta=False).train(self.training)
 
     def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, digits = self.net(pairs.unsqueeze(0))
+        logits, digits = self.net(pairs.unsqueeze(0), tta=self.tta)
         le = torch.sigmoid(logits[0] / self.comparison_temperature)
         return le, torch.softmax(digits[0] / self.digit_temperature, dim=-1)
 
@@ -116,24 +130,91 @@ def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int)
     }
 
 
-def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) -> None:
+def traced(model: ProbabilityModel, opset: int):
+    """The model as an ONNX model in memory (the TorchScript exporter)."""
     import onnx
 
     example = torch.rand(3, *INPUT_SHAPE[1:])  # any batch size: the batch axis is declared dynamic
     dynamic = {name: {0: INPUT_SHAPE[0]} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    buffer = io.BytesIO()
     with warnings.catch_warnings():  # the exporter's deprecation notes are for torch developers, not digitcmp's users
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
             (example,),
-            str(path),
+            buffer,
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,
         )
-    proto = onnx.load(str(path))
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def branch(graph, prefix: str, renamed: dict[str, str]):
+    """``graph`` as an ``If`` branch: no inputs of its own (it reads the outer graph's), every value it computes
+    prefixed so the two branches never share a name, and the initializers in ``renamed`` under their new names."""
+    import onnx
+    from onnx import helper
+
+    names = {**renamed, **{out: prefix + out for node in graph.node for out in node.output if out}}
+    nodes = []
+    for node in graph.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = prefix + node.name
+        copy.input[:] = [names.get(name, name) for name in node.input]
+        copy.output[:] = [names.get(name, name) for name in node.output]
+        nodes.append(copy)
+    outputs = []
+    for output in graph.output:
+        copy = onnx.ValueInfoProto()
+        copy.CopyFrom(output)
+        copy.name = names[output.name]
+        outputs.append(copy)
+    return helper.make_graph(nodes, prefix.rstrip("/"), [], outputs)
+
+
+def with_first_view(every_view, first_view):
+    """One model holding both readings: an ``If`` on the boolean input ``all_views`` (an initializer, true unless
+    fed) between the graph of every view and that of the first view alone, with the weights they share stored once."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    outer = every_view.graph
+    shared = {initializer.name: initializer for initializer in outer.initializer}
+    own = [i for i in first_view.graph.initializer if shared.get(i.name) != i]  # absent, or other values
+    renamed = {i.name: f"first_view/{i.name}" for i in own}
+    extra = []
+    for initializer in own:
+        copy = numpy_helper.from_array(numpy_helper.to_array(initializer), renamed[initializer.name])
+        extra.append(copy)
+    switch = helper.make_node(
+        "If",
+        [VIEWS_INPUT],
+        list(OUTPUT_NAMES),
+        name="views",
+        then_branch=branch(outer, "all_views/", {}),
+        else_branch=branch(first_view.graph, "first_view/", renamed),
+    )
+    flag = numpy_helper.from_array(np.array(True), VIEWS_INPUT)
+    graph = helper.make_graph(
+        [switch],
+        outer.name,
+        [*outer.input, helper.make_tensor_value_info(VIEWS_INPUT, TensorProto.BOOL, [])],
+        list(outer.output),
+        [*outer.initializer, *extra, flag],
+    )
+    return helper.make_model(graph, opset_imports=every_view.opset_import, ir_version=every_view.ir_version)
+
+
+def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) -> None:
+    import onnx
+
+    proto = traced(model, opset)
+    first_view = model.first_view()
+    if first_view is not None:
+        proto = with_first_view(proto, traced(first_view, opset))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     proto.producer_name, proto.producer_version = "digitcmp", __version__
@@ -144,31 +225,48 @@ def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) 
     onnx.save(proto, str(path))
 
 
+def readings(session, model: ProbabilityModel) -> list[tuple[dict, ProbabilityModel]]:
+    """What to compare the graph with: the feeds beside the pairs, and the torch model that reading matches."""
+    first_view = model.first_view()
+    names = {i.name for i in session.get_overridable_initializers()}
+    if first_view is None or VIEWS_INPUT not in names:
+        return [({}, model)]
+    return [({}, model), ({VIEWS_INPUT: np.array(False)}, first_view)]
+
+
 def check_parity(
     path: Path, model: ProbabilityModel, pairs: PairSet, batch_sizes: tuple[int, ...]
 ) -> tuple[float, bool, float, float]:
-    """Run onnxruntime and torch on the same real pairs at several batch sizes.
+    """Run onnxruntime and torch on the same real pairs at several batch sizes, in every reading the graph holds
+    (every view; the first view alone).
 
-    Returns (max |Δprobability|, identical decisions, onnx accuracy, torch accuracy).
+    Returns (max |Δprobability|, identical decisions, onnx accuracy, torch accuracy), the accuracies of every view.
     """
     import onnx
     import onnxruntime as ort
 
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # not the note that all_views is an input, which it is meant to be
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inputs = pairs.inputs.numpy()
-    with torch.no_grad():
-        torch_le, torch_digits = (t.numpy() for t in model(pairs.inputs))
-    worst, same = 0.0, True
-    for batch in batch_sizes:
-        parts = [session.run(None, {INPUT_NAME: inputs[i : i + batch]}) for i in range(0, len(inputs), batch)]
-        onnx_le = np.concatenate([p[0] for p in parts])
-        onnx_digits = np.concatenate([p[1] for p in parts])
-        worst = max(worst, float(np.abs(onnx_le - torch_le).max()), float(np.abs(onnx_digits - torch_digits).max()))
-        same &= bool(np.array_equal(onnx_le > 0.5, torch_le > 0.5))
-        same &= bool(np.array_equal(onnx_digits.argmax(-1), torch_digits.argmax(-1)))
-    targets = pairs.targets.numpy() > 0.5
-    return worst, same, float(((onnx_le > 0.5) == targets).mean()), float(((torch_le > 0.5) == targets).mean())
+    worst, same, accuracies = 0.0, True, []
+    for feeds, reading in readings(session, model):
+        with torch.no_grad():
+            torch_le, torch_digits = (t.numpy() for t in reading(pairs.inputs))
+        for batch in batch_sizes:
+            parts = [
+                session.run(None, {INPUT_NAME: inputs[i : i + batch], **feeds}) for i in range(0, len(inputs), batch)
+            ]
+            onnx_le = np.concatenate([p[0] for p in parts])
+            onnx_digits = np.concatenate([p[1] for p in parts])
+            differences = (np.abs(onnx_le - torch_le).max(), np.abs(onnx_digits - torch_digits).max())
+            worst = max(worst, *(float(d) for d in differences))
+            same &= bool(np.array_equal(onnx_le > 0.5, torch_le > 0.5))
+            same &= bool(np.array_equal(onnx_digits.argmax(-1), torch_digits.argmax(-1)))
+        targets = pairs.targets.numpy() > 0.5
+        accuracies.append((float(((onnx_le > 0.5) == targets).mean()), float(((torch_le > 0.5) == targets).mean())))
+    return worst, same, *accuracies[0]
 
 
 def export_onnx(

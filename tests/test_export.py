@@ -119,10 +119,13 @@ class Distorted(nn.Module):
         self.net, self.shift, self.alone = net, shift, alone
         self.register_buffer("digit_offsets", torch.zeros(10).index_fill_(0, torch.tensor([digit]), digit_shift))
 
-    def forward(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, tta: bool | None = None) -> int:
+        return self.net.views(tta)
+
+    def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``alone``: distorted only when a pair comes on its own (batch size 1), as a graph whose result depends on
         the batch size would be; the size is read with tensor operations so that it stays in the exported graph."""
-        logits, digits = self.net(pairs)
+        logits, digits = self.net(pairs, tta=tta)
         on = (pairs.new_ones(pairs.shape[1]).sum() == 1).to(pairs.dtype) if self.alone else 1.0
         return logits + self.shift * on, digits + self.digit_offsets * on
 
@@ -305,3 +308,31 @@ def test_predict_answers_with_an_exported_model(checkpoints, exported, tmp_path)
     expected = next(predict_pairs(model, [(a, b)])).to_dict()
     assert json.loads(answer.stdout) == expected
     assert expected != next(predict_pairs(load_model(shipped_model()), [(a, b)])).to_dict()
+
+
+def test_a_model_with_test_time_views_exports_both_readings_with_its_weights_once(tmp_path):
+    """The graph answers with every view unless fed all_views=false, then with the first view alone, each as torch
+    does; the weights are stored once, so the file is far from twice the single graph."""
+    import onnx
+    import onnxruntime as ort
+
+    from digitcmp.contract import VIEWS_INPUT
+    from digitcmp.export import traced
+
+    variant = create_variant("vgg4", True, 1.0, channels=(4,), tta=True, tta_warps=2)
+    net = ComparisonNet(variant, generators=[torch.Generator().manual_seed(0)]).eval()
+    model = ProbabilityModel(net).eval()
+    write_onnx(model, tmp_path / "m.onnx", 17, {})
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["pairs"]
+    assert [i.name for i in session.get_overridable_initializers()] == [VIEWS_INPUT]
+    pairs = torch.rand(5, 2, 14, 14)
+    with torch.no_grad():
+        every, first = model(pairs), model.first_view()(pairs)
+    fed = session.run(None, {"pairs": pairs.numpy(), VIEWS_INPUT: np.array(False)})
+    for got, want in ((session.run(None, {"pairs": pairs.numpy()}), every), (fed, first)):
+        for g, w in zip(got, want, strict=True):
+            assert np.allclose(g, w.numpy(), atol=1e-5)
+    assert not np.allclose(every[1].numpy(), first[1].numpy(), atol=1e-4)
+    single = traced(model, 17).ByteSize()
+    assert onnx.load(str(tmp_path / "m.onnx")).ByteSize() < 1.3 * single
