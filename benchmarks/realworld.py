@@ -20,6 +20,7 @@ apart from the generator training uses, which renders Pillow's own font on black
     python benchmarks/realworld.py FOLDER --nondigits 600     # also 600 generated non-digit pictures
     python benchmarks/realworld.py FOLDER --mnist mnist       # also every official MNIST test digit
     python benchmarks/realworld.py FOLDER --reliability r.png  # the reliability diagram of the digit reads
+    python benchmarks/realworld.py FOLDER --all-views         # every view for every read: predict's early exit off
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from PIL import Image
 from digitcmp.calibration import expected_calibration_error, reliability
 from digitcmp.errors import DigitcmpError
 from digitcmp.nondigits import CANVAS, LETTERS, SHAPES, SYMBOLS, draw_shape
-from digitcmp.predict import Digit, digit_from_bytes, load_digit, load_model, pair_from_bytes, run_pairs
+from digitcmp.predict import Digit, Model, digit_from_bytes, load_digit, load_model, pair_from_bytes, run_pairs
 
 
 def read_labels(folder: Path) -> list[dict]:
@@ -48,10 +49,7 @@ def read_labels(folder: Path) -> list[dict]:
         return [{**row, "digit": int(row["digit"])} for row in csv.DictReader(handle)]
 
 
-def score(
-    folder: Path, model_path: Path | None, seed: int, nondigits: int = 0
-) -> tuple[dict, list[tuple[dict, Digit | None]]]:
-    model = load_model(model_path)
+def score(folder: Path, model: Model, seed: int, nondigits: int = 0) -> tuple[dict, list[tuple[dict, Digit | None]]]:
     rows = read_labels(folder)
     prepared: list[tuple[dict, Digit | None]] = []
     seconds = []
@@ -267,11 +265,15 @@ def main() -> None:
     parser.add_argument("--nondigits", type=int, default=0, help="also this many generated non-digit pictures")
     parser.add_argument("--mnist", type=Path, help="also every digit of the MNIST test set in this folder")
     parser.add_argument("--reliability", type=Path, help="also write the reliability diagram of the reads (PNG)")
+    parser.add_argument("--all-views", action="store_true", help="every test-time view for every read (no early exit)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    figures, prepared = score(args.folder, args.model, args.seed, args.nondigits)
+    model = load_model(args.model)
+    model.all_views = args.all_views
+    figures, prepared = score(args.folder, model, args.seed, args.nondigits)
+    figures["views"] = "all" if args.all_views or not model.first_view else "early exit"
     if args.mnist:
-        figures["mnist"] = mnist_digits(args.mnist, load_model(args.model))
+        figures["mnist"] = mnist_digits(args.mnist, model)
     if args.sheet:
         sheet(prepared, args.folder, args.sheet)
     if args.reliability:

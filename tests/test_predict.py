@@ -461,3 +461,54 @@ def test_the_shipped_model_is_calibrated_on_held_out_training_digits_and_unsure_
             read = answer.read(which)
             assert read["unsure"] == (read["probability"] < SURE)
         assert answer.unsure == (answer.probability < SURE or any(answer.read(w)["unsure"] for w in (0, 1)))
+
+
+def test_early_exit_answers_from_the_first_view_only_where_it_is_sure_and_else_from_every_view(test_digits) -> None:
+    """Each pair's answer is the first view's where both digits and the comparison reach EARLY_EXIT there, every
+    view's otherwise; most clear MNIST pairs exit early, and the decisions are those of every view."""
+    from digitcmp.contract import VIEWS_INPUT
+
+    model = load_model()
+    assert model.first_view
+    pairs = pool_digits(test_digits.images[::5]).reshape(-1, 2, 14, 14).astype(np.float32)
+    first_le, first_digits = model.session.run(None, {"pairs": pairs, VIEWS_INPUT: np.array(False)})
+    every_le, every_digits = model.session.run(None, {"pairs": pairs})
+    le, digits = model.run(pairs)
+    sure = (first_digits.max(-1) >= predict_module.EARLY_EXIT).all(-1)
+    sure &= np.maximum(first_le, 1 - first_le) >= predict_module.EARLY_EXIT
+    assert 0.5 < sure.mean() < 1  # both rules at work on these pairs
+    assert np.allclose(le, np.where(sure, first_le, every_le), atol=1e-6)
+    assert np.allclose(digits, np.where(sure[:, None, None], first_digits, every_digits), atol=1e-6)
+    assert not np.allclose(first_digits, every_digits, atol=1e-3)  # the two readings do differ
+    assert ((le > 0.5) == (every_le > 0.5)).mean() >= 0.99
+    model.all_views = True
+    assert np.array_equal(model.run(pairs)[1], every_digits)
+
+
+def test_early_exit_needs_both_digits_and_the_comparison_sure() -> None:
+    """Pairs whose first view is unsure of either digit or of the comparison alone are read again in every view."""
+    from digitcmp.contract import VIEWS_INPUT
+
+    sure, doubt = predict_module.EARLY_EXIT, predict_module.EARLY_EXIT - 0.01
+    digit = np.array([sure] + [(1 - sure) / 9] * 9, dtype=np.float32)
+    unsure_digit = np.array([doubt] + [(1 - doubt) / 9] * 9, dtype=np.float32)
+    first_le = np.array([sure, 1 - sure, doubt, sure], dtype=np.float32)  # the third: comparison unsure
+    first_digits = np.stack([np.stack([digit, digit])] * 3 + [np.stack([digit, unsure_digit])])  # the fourth: a digit
+
+    class Session:
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def run(self, outputs, feeds):
+            n = len(feeds["pairs"])
+            self.calls.append(n)
+            if feeds.get(VIEWS_INPUT) is not None and not feeds[VIEWS_INPUT]:
+                return first_le.copy(), first_digits.copy()
+            return np.full(n, 0.25, np.float32), np.full((n, 2, 10), 0.1, np.float32)
+
+    session = Session()
+    model = predict_module.Model(Path("m.onnx"), session, "pairs", {}, first_view=True)
+    le, digits = model.run(np.zeros((4, 2, 14, 14), np.float32))
+    assert session.calls == [4, 2]
+    assert np.allclose(le, [sure, 1 - sure, 0.25, 0.25]) and np.allclose(digits[2:], 0.1)
+    assert np.allclose(digits[:2], first_digits[:2])
