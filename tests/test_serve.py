@@ -147,7 +147,7 @@ def bad_requests(good: tuple[bytes, bytes]) -> dict:
                                                         "content-length": str(10**9)}), 413, "bytes"),
         "length not a number": (lambda c: c.post("/api/compare", content=b"x",
                                                  headers={"content-type": "multipart/form-data; boundary=x",
-                                                          "content-length": "12x"}), 413, "bytes"),
+                                                          "content-length": "12x"}), 400, "not a number of bytes"),
         "wrong method": (lambda c: c.get("/api/compare"), 405, "POST"),
         "no such page": (lambda c: c.get("/nope"), 404, "/nope"),
     }  # fmt: skip
@@ -178,7 +178,7 @@ def test_an_image_of_exactly_the_byte_limit_is_read(client, good):
 def test_a_failure_inside_the_server_is_a_json_500_and_the_server_goes_on(monkeypatch, good):
     """An unexpected exception answers 500 with a JSON error that tells nothing of the code; the next request is
     answered as usual."""
-    real = serve_module.predict_images
+    real = serve_module.prepare_images
     failures = []
 
     def fail_once(*args):
@@ -187,7 +187,7 @@ def test_a_failure_inside_the_server_is_a_json_500_and_the_server_goes_on(monkey
             raise RuntimeError("secret internals at /srv/digitcmp")
         return real(*args)
 
-    monkeypatch.setattr(serve_module, "predict_images", fail_once)
+    monkeypatch.setattr(serve_module, "prepare_images", fail_once)
     client = TestClient(serve_module.create_app(), raise_server_exceptions=False)
     response = post(client, *good)
     assert response.status_code == 500 and response.headers["content-type"].startswith("application/json")

@@ -30,6 +30,11 @@ SaveDigits = Annotated[Path | None, typer.Option(
     "--save-digits", help="Write the 28×28 digit the model saw for each input, as PNG, into this folder.")]  # fmt: skip
 Host = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")]
 Port = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+Workers = Annotated[int, typer.Option(min=1, max=64, help="Server processes, each with its own model.")]
+Cors = Annotated[
+    list[str] | None,
+    typer.Option("--cors", help="An origin whose pages may call the API (repeat for several; none by default)."),
+]
 
 
 PredictJson = Annotated[bool, typer.Option("--json", help="JSON on stdout (one object per pair with --pairs).")]
@@ -95,14 +100,22 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
     "curl -F first=@three.png -F second=@seven.jpg http://127.0.0.1:8000/api/compare",
 ))  # fmt: skip
 @friendly
-def serve(model: Model = None, host: Host = "127.0.0.1", port: Port = 8000) -> None:
+def serve(
+    model: Model = None, host: Host = "127.0.0.1", port: Port = 8000, workers: Workers = 1, cors: Cors = None
+) -> None:
     """A web page to draw or drop two digits, and an HTTP API for the same comparison (no torch needed)."""
     require_extra("serve", "'digitcmp serve'")
     from ..report import stderr_console
+    from ..serve import exposure_warning
     from ..serve import serve as run_server
 
-    stderr_console().print(f"digitcmp serve: http://{host}:{port}/  (API: POST /api/compare; Ctrl-C stops)")
-    run_server(model, host, port)
+    console = stderr_console()
+    warning = exposure_warning(host)
+    if warning:
+        console.print(warning, style="yellow", highlight=False)
+    console.print(f"digitcmp serve: http://{host}:{port}/  (API: POST /api/compare, described at /openapi.json; "
+                  "Ctrl-C stops)", highlight=False)  # fmt: skip
+    run_server(model, host, port, workers, tuple(cors or ()))
 
 
 @app.command("list")
