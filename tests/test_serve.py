@@ -10,12 +10,11 @@ import shutil
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from digits import PAIRS, digit, labelled_pair, png, sheet
+from digits import PAIRS, labelled_pair, png, sheet
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -193,22 +192,6 @@ def test_a_failure_inside_the_server_is_a_json_500_and_the_server_goes_on(monkey
     assert response.status_code == 500 and response.headers["content-type"].startswith("application/json")
     assert response.json() == {"error": "the server failed on this request; it goes on serving"}
     assert post(client, *good).status_code == 200
-
-
-def test_many_clients_at_once_get_their_own_answers(client):
-    """Every client sends its own pair (labels differing within and between pairs, both answers among them) and
-    gets the answer to that pair."""
-    labels = [(label, (label + 3) % 10) for label in range(10)]
-    requests = [(png(digit(a).image), png(digit(b).image), (a, b)) for a, b in labels] * 3
-
-    def ask(request: tuple[bytes, bytes, tuple[int, int]]) -> tuple[tuple[int, int], bool, tuple[int, int]]:
-        a, b, sent = request
-        answer = post(client, a, b).json()
-        return (answer["first"]["digit"], answer["second"]["digit"]), answer["first_le_second"], sent
-
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(ask, requests))
-    assert [(read, le) for read, le, _ in results] == [(sent, sent[0] <= sent[1]) for _, _, sent in results]
 
 
 def test_serve_without_its_extra_says_how_to_install_it(monkeypatch):
