@@ -162,11 +162,19 @@ def download_mnist(directory: Path) -> None:
         ) from None
 
 
-def load_source(data_dir: Path | None = None, download: bool = False) -> DigitSource:
-    """Choose the digits of a run: full MNIST, MNIST test set + bundled training digits, or bundled only."""
+def load_source(data_dir: Path | None = None, download: bool = False, train_digits: str = "sample") -> DigitSource:
+    """Choose the digits of a run. Test digits: the MNIST test set in ``data_dir``, else the bundled sample's test
+    pool. Training digits, as ``train_digits`` says and never by what a folder happens to hold: the bundled
+    5,000-digit sample (``sample``: the published tables' protocol; its training pool without ``data_dir``) or the
+    60,000 MNIST training digits in ``data_dir`` (``mnist``)."""
     if data_dir is None:
         if download:
             raise DigitcmpError("--download needs --data-dir DIR (or DIGITCMP_DATA) to say where MNIST goes")
+        if train_digits == "mnist":
+            raise DigitcmpError(
+                "--train-digits mnist needs --data-dir DIR (or DIGITCMP_DATA) with the MNIST training files, or "
+                "--download; drop it to train on the bundled sample"
+            )
         return DigitSource(*bundled_split(bundled_digits()))
     data_dir = Path(data_dir).expanduser()
     if download:
@@ -176,11 +184,18 @@ def load_source(data_dir: Path | None = None, download: bool = False) -> DigitSo
         raise DigitcmpError(
             f"data directory {data_dir} does not exist; point --data-dir (or {DATA_ENV}) at MNIST IDX files"
         )
-    train = read_split(data_dir, TRAIN_STEMS, f"MNIST training set from {data_dir}")
     test = read_split(data_dir, TEST_STEMS, f"MNIST test set from {data_dir}")
     if test is None:
         raise DigitcmpError(f"{data_dir} has no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz]")
-    return DigitSource(train if train is not None else bundled_digits(), test)
+    if train_digits != "mnist":
+        return DigitSource(bundled_digits(), test)
+    train = read_split(data_dir, TRAIN_STEMS, f"MNIST training set from {data_dir}")
+    if train is None:
+        raise DigitcmpError(
+            f"{data_dir} has no train-images-idx3-ubyte[.gz] / train-labels-idx1-ubyte[.gz] for --train-digits "
+            "mnist; add them, use --download, or drop --train-digits to train on the bundled sample"
+        )
+    return DigitSource(train, test)
 
 
 def draw_pairs(pooled: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator) -> PairSet:

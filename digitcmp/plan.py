@@ -33,6 +33,11 @@ RESUME = "Continue the interrupted run in this folder (its own configuration; fi
 Arch = Choice("Arch", {name: name for name in ARCHS})  # type: ignore[misc]
 
 
+class TrainDigits(Choice):
+    sample = "sample"
+    mnist = "mnist"
+
+
 class Device(Choice):
     auto = "auto"
     cpu = "cpu"
@@ -47,8 +52,12 @@ class Run:
     seed: int = setting("Seed of the data draws, initialisation and shuffling.", 0, panel=None, shown=True)
     device: Device = setting("Where torch trains.", Device.auto, panel=None, shown=True)
     data_dir: Path | None = setting(
-        "Folder with MNIST IDX files (.gz or raw, flat or MNIST/raw). With the test files only, training digits come "
-        "from the bundled sample.", None, panel=None, envvar=DATA_ENV, shown="the bundled sample alone",
+        "Folder with the MNIST IDX files (.gz or raw, flat or MNIST/raw): test digits from its test set.", None,
+        panel=None, envvar=DATA_ENV, shown="the bundled sample alone",
+    )  # fmt: skip
+    train_digits: TrainDigits = setting(
+        "Training digits: the bundled 5,000-digit sample (the published tables' protocol), or mnist: the 60,000 "
+        "MNIST training digits in --data-dir.", TrainDigits.sample, panel=None, shown=True,
     )  # fmt: skip
     download: bool = setting("Download MNIST into --data-dir first (needs network).", False, shown=False)
     out: Path | None = setting("Results folder.", None, panel=None, shown="a new folder under runs/")
@@ -72,7 +81,7 @@ class Run:
         return (
             resolve_device(self.device.value),
             prepare_out(folder, default),
-            load_source(self.data_dir, self.download),
+            load_source(self.data_dir, self.download, self.train_digits.value),
         )
 
 

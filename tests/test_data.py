@@ -71,12 +71,22 @@ def test_reads_idx_files_in_both_layouts(tmp_path, sample, gz, layout):
     assert source.train.origin == "bundled MNIST sample" and len(source.train) == 5000
 
 
-def test_full_mnist_directory_uses_its_training_set(tmp_path, sample):
+def test_the_training_digits_are_chosen_not_inferred_from_the_folder(tmp_path, sample):
+    """A folder with all four files trains on the bundled sample unless the MNIST training digits are asked for."""
     write_idx_pair(tmp_path, TRAIN_STEMS, sample.images[:3000], sample.labels[:3000], gz=True)
     write_idx_pair(tmp_path, TEST_STEMS, sample.images[3000:], sample.labels[3000:], gz=False)
-    source = load_source(tmp_path)
-    assert len(source.train) == 3000 and "training set" in source.train.origin
-    assert len(source.test) == 2000
+    default = load_source(tmp_path)
+    assert default.train.origin == "bundled MNIST sample" and len(default.train) == 5000 and len(default.test) == 2000
+    full = load_source(tmp_path, train_digits="mnist")
+    assert len(full.train) == 3000 and "training set" in full.train.origin and len(full.test) == 2000
+
+
+def test_mnist_training_digits_without_their_files_are_refused(tmp_path, sample):
+    write_idx_pair(tmp_path, TEST_STEMS, sample.images[:300], sample.labels[:300], gz=True)
+    with pytest.raises(DigitcmpError, match=r"train-images-idx3-ubyte.*--train-digits"):
+        load_source(tmp_path, train_digits="mnist")
+    with pytest.raises(DigitcmpError, match="--train-digits mnist needs --data-dir"):
+        load_source(None, train_digits="mnist")
 
 
 def test_real_mnist_test_set(mnist_test_dir):

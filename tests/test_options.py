@@ -32,7 +32,7 @@ from digitcmp.archs import ARCHS
 from digitcmp.bench import bench_study
 from digitcmp.cli import app
 from digitcmp.config import DATA_ENV
-from digitcmp.data import TEST_STEMS, load_source
+from digitcmp.data import TEST_STEMS, TRAIN_STEMS, load_source
 from digitcmp.files import write_json
 from digitcmp.grid import BenchConfig
 from digitcmp.study import StudyRun, results_document
@@ -49,6 +49,12 @@ COMMON = [
     (("--device", "cpu"), "device_name", "cpu"),
     (("--data-dir", "{inputs}/mnist"), "source.test.origin", "MNIST test set from {inputs}/mnist"),
     (("--download", "--data-dir", "{tmp}/fetched"), "downloaded", ["{tmp}/fetched"]),
+    (("--data-dir", "{inputs}/full"), "source.train.origin", "bundled MNIST sample"),
+    (
+        ("--train-digits", "mnist", "--data-dir", "{inputs}/full"),
+        "source.train.origin",
+        "MNIST training set from {inputs}/full",
+    ),
     (("--out", "{tmp}/elsewhere"), "folder", "{tmp}/elsewhere"),
 ]
 TRAIN = [
@@ -242,6 +248,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The files rows read ({inputs}): a test set, a baseline, and a bench and a tune run to resume."""
     folder = tmp_path_factory.mktemp("inputs")
     write_test_set(folder / "mnist")
+    write_test_set(folder / "full")  # with training files beside: 2,000 blank digits
+    write_idx_pair(folder / "full", TRAIN_STEMS, np.zeros((2000, 28, 28), np.uint8), np.arange(2000) % 10, gz=True)
     write_json(folder / "baseline.json", {"variants": []})
     for kind, config in (("bench", BenchConfig(archs=("deep-fc",))), ("tune", TuneConfig(archs=("deep-fc",)))):
         saved = {"kind": kind, "config": asdict(config), "data": load_source(None).describe()}  # the default digits
