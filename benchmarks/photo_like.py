@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from digitcmp.data import load_source
+from digitcmp.environment import machine
 from digitcmp.errors import DigitcmpError
 from digitcmp.predict import Digit, digit_from_bytes, load_model, run_pairs
 from digitcmp.preprocess import pool_digits
@@ -145,7 +146,7 @@ def main() -> None:
         digits = [read(photograph(image, condition, rng), name) for image in images]
         figures[name] = accuracy(model, digits, labels)
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps({**figures, "environment": machine()}, indent=2))
         return
     print(f"{figures['digits']} digits of the {figures['source']}")
     print(f"{'condition':26} {'digits':>8} {'pairs':>8} {'refused':>8} {'not digit':>10}")

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from digitcmp.data import load_source
+from digitcmp.environment import machine
 from digitcmp.export import ProbabilityModel
 from digitcmp.model.checkpoint import load_checkpoint
 from digitcmp.predict import load_model
@@ -125,7 +126,7 @@ def main() -> None:
         for kind, t in process_seconds(model.path, 5).items()
     }
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps({**figures, "environment": machine()}, indent=2))
         return
     print(f"{figures['variant']} ({figures['model']}), {args.threads} threads")
     print(f"{'':24} {'p50 ms':>8} {'p95 ms':>8} " + " ".join(f"{'batch ' + str(b):>12}" for b in (1, 16, 256, 1024)))

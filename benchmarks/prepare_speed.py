@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from digitcmp.environment import machine
 from digitcmp.predict import digit_from_bytes
 from digitcmp.serve import ready
 
@@ -84,7 +85,8 @@ def main() -> None:
     cv2.setNumThreads(cores)  # digitcmp runs OpenCV on one thread; here its own pool is on
     figures[f"1 thread, OpenCV on {cores} threads"] = timed(in_pool(ThreadPoolExecutor(1)), data)
     if args.json:
-        print(json.dumps({"pictures": args.pictures, "cores": cores, "ms_per_picture": figures}, indent=2))
+        document = {"pictures": args.pictures, "ms_per_picture": figures, "environment": machine()}
+        print(json.dumps(document, indent=2))
         return
     print(f"{args.pictures} 28×28 PNG pictures, {cores} cores: milliseconds per picture")
     for name, f in figures.items():

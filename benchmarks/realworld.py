@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from digitcmp.calibration import expected_calibration_error, reliability
+from digitcmp.environment import machine
 from digitcmp.errors import DigitcmpError
 from digitcmp.nondigits import CANVAS, LETTERS, SHAPES, SYMBOLS, draw_shape
 from digitcmp.predict import Digit, Model, digit_from_bytes, load_digit, load_model, pair_from_bytes, run_pairs
@@ -279,7 +280,7 @@ def main() -> None:
     if args.reliability:
         plot_reliability(figures["reliability"], figures["digit_ece"], args.reliability)
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps({**figures, "environment": machine()}, indent=2))
         return
     each = figures["median_ms_per_image"]
     print(f"{figures['images']} images, {figures['refused']} refused ({figures['refused_as_several_digits']} as "

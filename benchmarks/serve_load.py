@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from digitcmp.environment import machine
 from digitcmp.predict import load_model, run_batch
 from digitcmp.serve import FIELDS, prepare_images
 
@@ -216,7 +217,7 @@ def main() -> None:
             "latency_change": round(late / early - 1, 3),
         }
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps({**figures, "environment": machine()}, indent=2))
         return
     f = figures
     print(f"{f['requests']} comparisons from {args.clients} clients, {args.workers} worker(s), in {f['seconds']} s: "

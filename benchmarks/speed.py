@@ -37,6 +37,7 @@ from torch import nn
 
 from digitcmp.config import TrainConfig
 from digitcmp.data import PairSet, RoundData, draw_rounds, load_source
+from digitcmp.environment import machine
 from digitcmp.preprocess import MNIST_MEAN, MNIST_STD
 from digitcmp.train import keep_freed_memory, train_variant
 from digitcmp.variant import create_variant
@@ -184,7 +185,7 @@ def main() -> None:
             "digitcmp_test_accuracy": runs[-1]["digitcmp_test_accuracy"],
         }
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps({**figures, "environment": machine()}, indent=2))
     else:
         titles = {"training": "training alone (lenet, ws + aux)", "bench": "bench end to end (4 lenet variants)"}
         for part in chosen:

@@ -16,16 +16,16 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from . import __version__, rng
+from . import rng
 from .augment import augment
 from .calibration import calibrate
 from .config import LIGHT_CURVE_PAIRS, Curves, TrainConfig
 from .data import DigitSource, PairSet, RoundData, draw_rounds
+from .environment import machine
 from .errors import DigitcmpError
 from .files import write_json
 from .model.checkpoint import save_checkpoint
@@ -136,15 +136,15 @@ def rounded(*values: float | torch.Tensor | None) -> list[float | None]:
 
 
 def environment(device: str) -> dict[str, str]:
-    """What every figure needs beside it to be comparable."""
+    """What every figure needs beside it to be comparable: the machine (digitcmp.environment), torch, and the GPU
+    where it trained on one."""
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "none"
     return {
-        "digitcmp_version": __version__,
+        **machine(),
         "torch_version": str(torch.__version__),
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
         "device": device,
+        "gpu": gpu,
         "torch_threads": str(torch.get_num_threads()),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
