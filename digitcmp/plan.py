@@ -105,8 +105,9 @@ class BenchRequest:
     preset: str | None = setting("A report's setup and table instead of the grid (digitcmp list).", None,
                                  panel=None, shown=False)  # fmt: skip
     rounds: int | None = setting("Rounds per variant.", None, low=1, panel=None, shown="10; --quick: 3")
-    quick: bool = setting("The study's ranking in minutes: every variant, 3 rounds, each architecture for the "
-                          "fewest epochs that rank its techniques as the full study does.", False, panel=None,
+    quick: bool = setting("Each architecture's ranking of the techniques in minutes: every variant, 3 "
+                          "rounds, each architecture for the fewest epochs that rank its techniques as the full "
+                          "study does.", False, panel=None,
                           shown=False)  # fmt: skip
     resume: Path | None = setting(RESUME, None, panel=SCALE, shown=False)
 

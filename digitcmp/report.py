@@ -118,7 +118,8 @@ def presets_records() -> list[dict]:
 
     return [
         {"name": p.name, "report": p.report, "summary": p.summary, "cells": [c.label for c in p.cells],
-         "protocol": p.protocol, "published_metric": p.published_metric, "tune": bool(p.search)}
+         "protocol": p.protocol, "published_metric": p.published_metric, "tune": bool(p.search),
+         "choices": list(p.choices)}
         for p in PRESETS.values()
     ]  # fmt: skip
 

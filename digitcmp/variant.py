@@ -113,7 +113,9 @@ class Variant:
         if learned != (self.head_width is not None):
             raise DigitcmpError("--head-width applies to a learned head only; drop it or choose --head mlp")
         if self.head_classes not in (1, 2) or (self.head == "structured" and self.head_classes != 1):
-            raise DigitcmpError("--head-classes is 1 or 2, and 1 for the structured head")
+            raise DigitcmpError(
+                f"head_classes {self.head_classes}: a comparison head has 1 or 2 classes, and the structured head 1"
+            )
         if self.tta_warps and not self.tta:
             raise DigitcmpError("--tta-warps needs test-time averaging; add --tta or drop --tta-warps")
 

@@ -150,6 +150,7 @@ def test_list_shows_every_architecture_with_its_parameters():
     assert [p["name"] for p in listed["presets"]] == list(PRESETS) and all(
         p["name"] in table.stdout for p in listed["presets"]
     )
+    assert all(p["choices"] == list(PRESETS[p["name"]].choices) and p["choices"] for p in listed["presets"])
     assert [r["name"] for r in records] == list(ARCHS)
     for record in records:
         assert record["name"] in table.stdout

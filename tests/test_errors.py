@@ -310,8 +310,8 @@ LIBRARY_MISTAKES = {  # where the command line's own choices or ranges refuse th
         lambda tmp: draw_tuning_rounds(load_source(None), 4, 0, 0.1),
         "--holdout 0.1 of 4 pairs leaves no validation pairs",
     ),
-    "three head classes": (lambda tmp: create_variant("lenet", head_classes=3), "--head-classes is 1 or 2"),
-    "two classes, structured head": (lambda tmp: create_variant("vgg4", head_classes=2), "--head-classes is 1 or 2"),
+    "three head classes": (lambda tmp: create_variant("lenet", head_classes=3), "head_classes 3: a comparison head"),
+    "two classes, structured head": (lambda tmp: create_variant("vgg4", head_classes=2), "the structured head 1"),
     "unknown executor": (lambda tmp: ExecutorConfig("dask"), "unknown executor 'dask'"),
     "unknown loss": (lambda tmp: TrainConfig(loss="max"), "unknown loss 'max'; choose from: average, sum"),
 }

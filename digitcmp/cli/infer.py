@@ -41,7 +41,7 @@ PredictJson = Annotated[bool, typer.Option("--json", help="JSON on stdout (one o
 ListJson = Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")]
 
 
-@app.command(epilog=examples("digitcmp export", "digitcmp export runs/study/best.pt --out models/mine.onnx"))
+@app.command(epilog=examples("digitcmp export", "digitcmp export runs/study/best.pt --out mine.onnx"))
 @friendly
 def export(checkpoint: Checkpoint = None, out: OnnxOut = None, data_dir: TestDigits = None,
            quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr.")] = False,
@@ -64,7 +64,7 @@ def export(checkpoint: Checkpoint = None, out: OnnxOut = None, data_dir: TestDig
     "digitcmp predict three.png seven.jpg",
     "digitcmp predict a.png b.png --json",
     "digitcmp predict sheet.jpg",
-    "digitcmp predict --pairs pairs.csv --model models/mine.onnx",
+    "digitcmp predict --pairs pairs.csv --model mine.onnx",
 ))  # fmt: skip
 @friendly
 def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
@@ -96,7 +96,7 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
 
 @app.command(epilog=examples(
     "digitcmp serve",
-    "digitcmp serve --model models/mine.onnx --port 8080",
+    "digitcmp serve --model mine.onnx --port 8080",
     "curl -F first=@three.png -F second=@seven.jpg http://127.0.0.1:8000/api/compare",
 ))  # fmt: skip
 @friendly
@@ -118,7 +118,7 @@ def serve(
     run_server(model, host, port, workers, tuple(cors or ()))
 
 
-@app.command("list")
+@app.command("list", epilog=examples("digitcmp list", "digitcmp list --json"))
 @friendly
 def list_architectures(json_output: ListJson = False) -> None:
     """List the architectures (what each is, its parameters with and without weight sharing, its recipe) and the
