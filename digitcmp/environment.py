@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
@@ -41,5 +41,5 @@ def machine() -> dict[str, str]:
         "cpu": cpu_model(),
         "cores": str(os.cpu_count()),
         "onnxruntime_version": installed("onnxruntime"),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

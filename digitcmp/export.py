@@ -19,7 +19,7 @@ import json
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +126,7 @@ def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int)
         "exporter": "torch.onnx.export(dynamo=False)",
         "opset": opset,
         "source_checkpoint": str(checkpoint),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

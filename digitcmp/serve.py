@@ -304,7 +304,7 @@ async def read_images(request: Request) -> dict[str, bytes] | Response:
     try:
         reading = request.form(max_files=2, max_fields=4, max_part_size=MAX_IMAGE_BYTES)
         form = await asyncio.wait_for(reading, BODY_SECONDS)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return error(408, f"the request's body did not arrive within {BODY_SECONDS:g} s; send it at once")
     except ClientDisconnect:
         return error(400, "the client left before its request arrived")

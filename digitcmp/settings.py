@@ -11,7 +11,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from enum import Enum
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -22,14 +22,8 @@ RECIPE = "architecture's recipe"
 KNOB = "knob"
 
 
-class Choice(str, Enum):
-    """A named choice that reads, prints and serialises as its plain value (as ``enum.StrEnum`` does)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
+class Choice(StrEnum):
+    """A named choice that reads, prints and serialises as its plain value."""
 
     @classmethod
     def legacy(cls) -> dict[object, Choice]:
