@@ -14,7 +14,7 @@ from typing import Any
 
 from .settings import Knob, base_type, choice_type, declared, is_layers
 
-SCHEMA_VERSION = 1  # of the results files; bumped when a field changes meaning or goes away
+SCHEMA_VERSION = 2  # of the results files; bumped when a field changes meaning or goes away
 SCHEMAS = ("common", "train-results", "bench-results", "tune-results", "onnx-metadata")
 
 

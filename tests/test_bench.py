@@ -241,7 +241,7 @@ def test_bench_writes_every_results_file(bench_run):
         p.name for p in out.iterdir()
     }
     document = json.loads((out / "results.json").read_text())
-    assert document["schema_version"] == 1 and {"digitcmp_version", "created", "device", "config"} <= set(document)
+    assert document["schema_version"] == 2 and {"digitcmp_version", "created", "device", "config"} <= set(document)
     variant = document["variants"][0]
     for key in ("arch", "weight_sharing", "aux_weight", "params", "test_accuracy_mean", "test_accuracy_std",
                 "digit_accuracy_mean", "train_accuracy_mean", "seconds_per_round"):  # fmt: skip
