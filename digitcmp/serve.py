@@ -21,7 +21,8 @@ import io
 import multiprocessing
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -365,12 +366,37 @@ def exposure_warning(host: str) -> str | None:
     return None
 
 
-def serve(model_path: Path | None, host: str, port: int, workers: int = 1, cors: Sequence[str] = ()) -> None:
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not listen on (a port in use, a host not of this machine),
+    before anything is announced or started."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own socket: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise DigitcmpError(
+                f"cannot listen on {host}:{port} ({error.strerror or error}); stop what uses that port or choose "
+                "another --port or --host"
+            ) from None
+
+
+def serve(
+    model_path: Path | None,
+    host: str,
+    port: int,
+    workers: int = 1,
+    cors: Sequence[str] = (),
+    ready: Callable[[], None] = lambda: None,
+) -> None:
     """Run the application with uvicorn until Ctrl-C: ``workers`` processes, each its own model, sharing the cores
-    (onnxruntime's threads and the preparing processes divided among them)."""
+    (onnxruntime's threads and the preparing processes divided among them). ``ready`` runs once the model loaded
+    and the address is free, just before the server starts."""
     import uvicorn
 
     load_model(model_path)  # a missing or broken model stops here, in one line, before any worker starts
+    check_address(host, port)
+    ready()
     os.environ[MODEL_ENV] = str(model_path or "")
     os.environ[CORS_ENV] = ",".join(cors)
     os.environ[SHARES_ENV] = str(max(1, (os.cpu_count() or 1) // workers)) if workers > 1 else ""

@@ -203,6 +203,18 @@ def test_serve_without_its_extra_says_how_to_install_it(monkeypatch):
     assert result.exit_code == 2 and "pip install 'digitcmp[serve]'" in result.output.strip().splitlines()[-1]
 
 
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_announcing_anything():
+    from conftest import assert_one_line_error
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert_one_line_error(result, 2, f"127.0.0.1:{port}", "--port")
+    assert "http://" not in result.output
+
+
 # ---- the page in a real browser ----
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")

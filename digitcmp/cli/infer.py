@@ -113,9 +113,9 @@ def serve(
     warning = exposure_warning(host)
     if warning:
         console.print(warning, style="yellow", highlight=False)
-    console.print(f"digitcmp serve: http://{host}:{port}/  (API: POST /api/compare, described at /openapi.json; "
-                  "Ctrl-C stops)", highlight=False)  # fmt: skip
-    run_server(model, host, port, workers, tuple(cors or ()))
+    announce = (f"digitcmp serve: http://{host}:{port}/  (API: POST /api/compare, described at /openapi.json; "
+                "Ctrl-C stops)")  # fmt: skip
+    run_server(model, host, port, workers, tuple(cors or ()), ready=lambda: console.print(announce, highlight=False))
 
 
 @app.command("list", epilog=examples("digitcmp list", "digitcmp list --json"))
