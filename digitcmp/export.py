@@ -272,7 +272,8 @@ def check_parity(
 def export_onnx(
     checkpoint: Path, out: Path | None, source: DigitSource, opset: int = 17, pairs: int = 1000, seed: int = 0
 ) -> ExportSummary:
-    """Export, validate on real test pairs, and only then move the file into place (default models/<variant>.onnx)."""
+    """Export, validate on real test pairs, and only then move the file into place (by default beside the
+    checkpoint, as <variant>.onnx: never into a checkout's models/, which is the shipped model's package folder)."""
     if opset < 17:
         raise DigitcmpError(f"--opset {opset} is too old; use 17 or newer")
     net, meta = load_checkpoint(checkpoint)
@@ -281,7 +282,7 @@ def export_onnx(
             f"{net.variant.name} was trained without an auxiliary loss, so it cannot name the digits that predict "
             "reports; export a variant trained with one (digitcmp train --aux-weight 1)"
         )
-    out = out or Path("models") / f"{net.variant.name}.onnx"
+    out = out or checkpoint.parent / f"{net.variant.name}.onnx"
     model = ProbabilityModel(net, meta.get("calibration")).eval()
     metadata = build_metadata(net, meta, checkpoint, opset)
     test_pairs = parity_pairs(source, pairs, seed)

@@ -184,11 +184,14 @@ def test_a_difference_within_the_tolerance_is_written(zero_network, tmp_path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
-def test_export_by_default_checks_1000_pairs_at_three_batch_sizes_and_writes_models_variant(zero_network):
-    """With no --out, the file goes to models/<variant>.onnx under the working folder, opset 17, and its metadata
-    names the checkpoint it came from."""
+def test_export_by_default_checks_1000_pairs_at_three_batch_sizes_and_writes_the_variant_beside_the_checkpoint(
+    zero_network,
+):
+    """With no --out, the file goes to <variant>.onnx beside the checkpoint (never into models/), opset 17, and its
+    metadata names the checkpoint it came from."""
     summary = export_onnx(zero_network, None, load_source(None))
-    assert summary.path == Path("models") / "shallow-fc-ws-aux1.onnx" and summary.path.is_file()
+    assert summary.path == zero_network.parent / "shallow-fc-ws-aux1.onnx" and summary.path.is_file()
+    assert not Path("models").exists()
     assert summary.pairs_checked == 1000 and summary.batch_sizes == (1, 7, 1000) and summary.opset == 17
     proto = onnx.load(str(summary.path))
     assert [o.version for o in proto.opset_import] == [17]

@@ -17,7 +17,7 @@ from .app import app, examples, friendly
 Model = Annotated[Path | None, typer.Option(help="ONNX model.", show_default="the model shipped with digitcmp")]
 Checkpoint = Annotated[Path | None, typer.Argument(help="Checkpoint of a train or bench run.",
                                                    show_default="the newest under runs/")]  # fmt: skip
-OnnxOut = Annotated[Path | None, typer.Option(help="ONNX file.", show_default="models/<variant>.onnx")]
+OnnxOut = Annotated[Path | None, typer.Option(help="ONNX file.", show_default="<variant>.onnx beside the checkpoint")]
 TestDigits = Annotated[Path | None, typer.Option(
     envvar=DATA_ENV, show_default="the bundled sample",
     help="Folder with MNIST IDX files: the test pairs that check the file.")]  # fmt: skip
