@@ -156,7 +156,7 @@ def reproduction_table(rows: list[dict]) -> Table:
     metric = rows[0]["metric"] if rows else "last"
     title = "Against the report" + (" (its figure: the best test epoch, optimistic)" if metric == "best-epoch" else "")
     table = Table(title=title, title_justify="left")
-    columns = ["", "cell", "published", "ours", "Δ"] + (["ours, last epoch"] if metric == "best-epoch" else [])
+    columns = ["", "cell", "published", "run", "Δ"] + (["run, last epoch"] if metric == "best-epoch" else [])
     for column in columns:
         table.add_column(column, justify="left" if column in ("", "cell") else "right")
     for row in rows:
