@@ -234,6 +234,13 @@ def bench_run(tmp_path_factory):
     return out, result
 
 
+def test_bench_names_every_file_it_wrote(tmp_path):
+    result = bench("--arch", "shallow-fc", "--rounds", "2", "--epochs", "1", "--pairs", "100", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in tmp_path.iterdir() if p.is_file() and p.name != "config.json")
+    assert "effects.png" in written and f"results in {tmp_path}/ ({', '.join(written)})" in result.output
+
+
 @pytest.mark.slow
 def test_bench_writes_every_results_file(bench_run):
     out, result = bench_run

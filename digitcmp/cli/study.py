@@ -131,7 +131,8 @@ def run_and_render(
             stdout_console().print(table)
         if document.get("reproduction"):
             stdout_console().print(reproduction_table(document["reproduction"]))
-    log.print(f"results in {folder}/ (results.json, results.csv, summary.md, curves.png, accuracy.png, best.pt)")
+    written = sorted(path.name for path in folder.iterdir() if path.is_file() and path.name != "config.json")
+    log.print(f"results in {folder}/ ({', '.join(written)})")
     if result.interrupted:
         records = "variants" if kind == "bench" else "cells"
         log.print(f"interrupted: results cover the {len(document[records])} {records} that finished")
