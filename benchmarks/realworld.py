@@ -160,7 +160,10 @@ def nondigit_refusals(model, count: int, seed: int) -> dict:
 
 def mnist_digits(data_dir: Path, model) -> dict:
     """Every MNIST test digit as the model's input (MNIST's own 28×28 image, pooled): digit accuracy, the share
-    refused as not a digit, and the expected calibration error of the digit probabilities."""
+    refused as not a digit, the expected calibration error of the digit probabilities, and the comparison accuracy
+    of the pairs they make in file order (each digit in one pair), with its 95% Wilson interval."""
+    from scipy.stats import binomtest
+
     from digitcmp.data import load_source
     from digitcmp.preprocess import pool_digits
 
@@ -172,7 +175,12 @@ def mnist_digits(data_dir: Path, model) -> dict:
     labels = test.labels[: len(probabilities)]
     read = [a.is_digit(which) for a in answers for which in (0, 1)]
     right = probabilities.argmax(-1) == labels
+    compared = [a.first_le_second == (first <= second) for a, first, second in
+                zip(answers, labels[0::2], labels[1::2], strict=True)]  # fmt: skip
+    interval = binomtest(int(sum(compared)), len(compared)).proportion_ci(method="wilson")
     return {"digits": len(labels), "digit_accuracy": round(float(right.mean()), 4),
+            "pairs": len(compared), "pair_accuracy": round(float(np.mean(compared)), 4),
+            "pair_accuracy_interval": [round(interval.low, 4), round(interval.high, 4)],
             "refused_as_not_a_digit": int(len(read) - sum(read)),
             "digit_ece": round(expected_calibration_error(probabilities.max(-1), right), 4)}  # fmt: skip
 
@@ -291,7 +299,9 @@ def main() -> None:
         f = figures["mnist"]
         print(f"MNIST test digits: {f['digits']:,}, {100 * f['digit_accuracy']:.2f}% read right, "
               f"{f['refused_as_not_a_digit']} refused as not a digit, "
-              f"calibration error {100 * f['digit_ece']:.1f}%")  # fmt: skip
+              f"calibration error {100 * f['digit_ece']:.1f}%; {f['pairs']:,} pairs of them, "
+              f"{100 * f['pair_accuracy']:.2f}% compared right "
+              "(95%% interval %.2f-%.2f%%)" % tuple(100 * x for x in f["pair_accuracy_interval"]))  # fmt: skip
     for kind, f in (figures["nondigits"] or {}).items():
         print(f"non-digit pictures, {kind}: {f['pictures']}, {100 * f['refused']:.1f}% refused")
     for name in ("sure", "unsure"):
