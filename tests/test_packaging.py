@@ -38,3 +38,12 @@ def test_training_commands_without_torch_say_how_to_install_it():
         assert result.returncode == 2 and "Traceback" not in result.stderr
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: 'digitcmp {command}' needs torch") and "pip install 'digitcmp[train]'" in last
+
+
+def test_the_version_is_the_changelogs_newest_release():
+    import re
+
+    from digitcmp import __version__
+
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", (REPO / "CHANGELOG.md").read_text(), re.M)
+    assert releases and releases[0] == __version__
