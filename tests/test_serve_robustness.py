@@ -384,9 +384,10 @@ def test_api_answers_carry_nosniff_and_no_cross_origin_access_unless_asked(good)
 
 def test_serve_listens_locally_by_default_and_warns_on_every_interface(monkeypatch):
     started = []
-    monkeypatch.setattr(serve_module, "serve", lambda *args: started.append(args))
+    monkeypatch.setattr(serve_module, "serve", lambda *args, ready: (started.append(args), ready()))
     local = CliRunner().invoke(app, ["serve"])
     assert local.exit_code == 0 and started[-1][1] == "127.0.0.1" and "warning" not in local.output
+    assert "digitcmp serve: http://127.0.0.1:8000/" in local.output  # announced once the server is ready
     everywhere = CliRunner().invoke(
         app, ["serve", "--host", "0.0.0.0", "--workers", "2", "--cors", "https://a.example"]
     )

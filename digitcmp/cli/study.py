@@ -131,7 +131,8 @@ def run_and_render(
             stdout_console().print(table)
         if document.get("reproduction"):
             stdout_console().print(reproduction_table(document["reproduction"]))
-    written = sorted(path.name for path in folder.iterdir() if path.is_file() and path.name != "config.json")
+    files = folder.iterdir() if folder.is_dir() else ()
+    written = sorted(path.name for path in files if path.is_file() and path.name != "config.json")
     log.print(f"results in {folder}/ ({', '.join(written)})")
     if result.interrupted:
         records = "variants" if kind == "bench" else "cells"
