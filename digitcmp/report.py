@@ -160,16 +160,16 @@ def reproduction_table(rows: list[dict]) -> Table:
     for column in columns:
         table.add_column(column, justify="left" if column in ("", "cell") else "right")
     for row in rows:
-        delta = 100 * (row["ours_mean"] - row["published_mean"])
+        delta = 100 * (row["run_mean"] - row["published_mean"])
         cells = [
             "✅" if row["within"] else "❌",
             row["cell"],
             mean_std(row["published_mean"], row["published_std"]),
-            mean_std(row["ours_mean"], row["ours_std"]),
+            mean_std(row["run_mean"], row["run_std"]),
             f"{delta:+.1f}",
         ]
         if metric == "best-epoch":
-            cells.append(mean_std(row["ours_last_epoch_mean"], row["ours_last_epoch_std"]))
+            cells.append(mean_std(row["run_last_epoch_mean"], row["run_last_epoch_std"]))
         table.add_row(*cells)
     within = sum(row["within"] for row in rows)
     table.caption = f"{within} of {len(rows)} cells within the combined spread, |Δ| ≤ 2·√(σ₁² + σ₂²)"

@@ -8,7 +8,7 @@ from .presets import get_preset
 def reproduction(preset_name: str, records: list[dict], command: str) -> list[dict]:
     """A preset run beside its report: for every published cell, the report's figure and the run's (the metric the
     report published: the last epoch's test accuracy, or the best test epoch's, with the last epoch's beside it),
-    and whether the run's lies within the combined spread. The file's ``ours_*`` keys hold the run's figures."""
+    and whether the run's lies within the combined spread."""
     preset = get_preset(preset_name)
     cells = {cell.label: cell for cell in preset.cells}
     rows = []
@@ -24,11 +24,11 @@ def reproduction(preset_name: str, records: list[dict], command: str) -> list[di
             "cell": cell.label,
             "published_mean": cell.published[0],
             "published_std": cell.published[1],
-            "ours_mean": round(measured[0], 6),
-            "ours_std": round(measured[1], 6),
+            "run_mean": round(measured[0], 6),
+            "run_std": round(measured[1], 6),
             "metric": preset.published_metric,
-            "ours_last_epoch_mean": round(last[0], 6),
-            "ours_last_epoch_std": round(last[1], 6),
+            "run_last_epoch_mean": round(last[0], 6),
+            "run_last_epoch_std": round(last[1], 6),
             "seconds_per_round": round(record["seconds_per_round"], 2),
             "within": within(cell.published, measured),
             "command": command,

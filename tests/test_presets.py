@@ -61,9 +61,9 @@ def test_every_preset_runs_and_reports_against_its_table(tmp_path, name):
         assert row["report"] == preset.report and row["command"].startswith("digitcmp bench --preset")
         assert (row["published_mean"], row["published_std"]) == cell.published
         metric = "best_epoch_test_accuracy" if preset.published_metric == "best-epoch" else "test_accuracy"
-        ours = records[row["cell"]][f"{metric}_mean"], records[row["cell"]][f"{metric}_std"]
-        assert (row["ours_mean"], row["ours_std"]) == pytest.approx(ours, abs=1e-6)  # the metric the report published
-        gap, spread = abs(ours[0] - cell.published[0]), 2 * math.hypot(cell.published[1], ours[1])
+        measured = records[row["cell"]][f"{metric}_mean"], records[row["cell"]][f"{metric}_std"]
+        assert (row["run_mean"], row["run_std"]) == pytest.approx(measured, abs=1e-6)  # the metric the report published
+        gap, spread = abs(measured[0] - cell.published[0]), 2 * math.hypot(cell.published[1], measured[1])
         assert row["within"] == (gap <= spread)  # |Δ| ≤ 2·√(σ₁² + σ₂²)
     assert "Against the report" in result.stdout
 
@@ -80,9 +80,9 @@ def test_the_comparison_uses_the_metric_the_report_published(name):
                for cell in cells]  # fmt: skip
     best_epoch = preset.published_metric == "best-epoch"
     for row, cell in zip(reproduction(name, records, "digitcmp bench"), cells, strict=True):
-        assert row["ours_mean"] == round(cell.published[0] - (0 if best_epoch else 0.2), 6)
-        assert row["ours_std"] == (0.002 if best_epoch else 0.001)
-        assert row["ours_last_epoch_mean"] == round(cell.published[0] - 0.2, 6)
+        assert row["run_mean"] == round(cell.published[0] - (0 if best_epoch else 0.2), 6)
+        assert row["run_std"] == (0.002 if best_epoch else 0.001)
+        assert row["run_last_epoch_mean"] == round(cell.published[0] - 0.2, 6)
         assert row["within"] is best_epoch
 
 

@@ -176,3 +176,12 @@ def test_the_docs_publish_every_schema():
     docs = "\n".join(page.read_text(encoding="utf-8") for page in (REPO / "docs").glob("*.md"))
     for name in SCHEMAS:
         assert f"digitcmp/schemas/{name}.schema.json" in docs, name
+
+
+def test_a_reproduction_row_needs_the_runs_figure_under_either_versions_name():
+    document = json.loads((REPO / "benchmarks" / "baseline.json").read_text(encoding="utf-8"))
+    row = {"report": "r", "cell": "c", "published_mean": 0.9, "published_std": 0.01, "run_mean": 0.9,
+           "run_std": 0.01, "metric": "last", "within": True, "command": "digitcmp bench --preset x"}  # fmt: skip
+    legacy = {**{k: v for k, v in row.items() if not k.startswith("run_")}, "ours_mean": 0.9, "ours_std": 0.01}
+    for rows, valid in (([row], True), ([legacy], True), ([{k: v for k, v in row.items() if k != "run_mean"}], False)):
+        assert (problems({**document, "reproduction": rows}, "bench-results") == []) == valid
