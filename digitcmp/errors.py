@@ -43,5 +43,6 @@ def require_extra(extra: str, who: str) -> None:
     missing = [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
     if missing:
         raise DigitcmpError(
-            f"{who} needs {', '.join(missing)}, which come with the {extra} extra: pip install 'digitcmp[{extra}]'"
+            f"{who} needs {', '.join(missing)}, which come with the {extra} extra: pip install 'digitcmp[{extra}]' "
+            f"(in a checkout: pip install -e '.[{extra}]')"
         )

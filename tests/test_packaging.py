@@ -37,7 +37,8 @@ def test_training_commands_without_torch_say_how_to_install_it():
         result = run_without_torch(command)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"error: 'digitcmp {command}' needs torch") and "pip install 'digitcmp[train]'" in last
+        assert last.startswith(f"error: 'digitcmp {command}' needs torch")
+        assert "pip install 'digitcmp[train]'" in last and "in a checkout: pip install -e '.[train]'" in last
 
 
 def test_the_version_is_the_changelogs_newest_release():
