@@ -26,6 +26,7 @@ from .summary import (
     percent,
     row_label,
     selected_text,
+    signed,
     summary_grid,
     tune_rows,
 )
@@ -166,7 +167,7 @@ def reproduction_table(rows: list[dict]) -> Table:
             row["cell"],
             mean_std(row["published_mean"], row["published_std"]),
             mean_std(row["run_mean"], row["run_std"]),
-            f"{delta:+.1f}",
+            signed(delta),
         ]
         if metric == "best-epoch":
             cells.append(mean_std(row["run_last_epoch_mean"], row["run_last_epoch_std"]))
@@ -253,8 +254,8 @@ def comparison_table(rows: list[dict], first: str, second: str) -> Table:
             r["cell"],
             mean_std(r["a_mean"], r["a_std"]),
             mean_std(r["b_mean"], r["b_std"]),
-            f"{100 * r['mean']:+.1f}",
-            f"[{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]",
+            signed(100 * r["mean"]),
+            f"[{signed(100 * r['low'])}, {signed(100 * r['high'])}]",
             p_text(decision_p(interval_of(r))),
             r["test"],
             "agree" if r["agree"] else "[red]differ[/]",
@@ -279,10 +280,10 @@ def compare_table(rows: list[dict], tolerance: float, time_tolerance: float, tim
             r["name"],
             percent(r["accuracy"]),
             percent(r["baseline_accuracy"]),
-            f"{100 * r['accuracy_delta']:+.1f}",
+            signed(100 * r["accuracy_delta"]),
             f"{r['seconds']:.2f}",
             f"{r['baseline_seconds']:.2f}",
-            f"{100 * r['slowdown']:+.0f}%",
+            f"{signed(100 * r['slowdown'], 0)}%",
             style="red" if r["regression"] else None,
         )
     changed = [f"{r['name']}: {', '.join(r['recipe_changes'])}" for r in rows if r.get("recipe_changes")]

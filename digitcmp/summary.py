@@ -10,6 +10,11 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def signed(value: float, digits: int = 1) -> str:
+    """A difference with its sign, where a difference that rounds to zero reads +0.0, never -0.0."""
+    return f"{round(value, digits) + 0.0:+.{digits}f}"
+
+
 def mean_std(mean: float, std: float) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}%"
 
@@ -137,8 +142,8 @@ def effect_rows(effects: list[dict]) -> list[list[str]]:
         rows.append([
             e["row"],
             e["effect"],
-            f"{100 * e['mean']:+.1f}",
-            f"[{100 * e['low']:+.1f}, {100 * e['high']:+.1f}]",
+            signed(100 * e["mean"]),
+            f"[{signed(100 * e['low'])}, {signed(100 * e['high'])}]",
             p_text(decision_p(interval)),
             p_text(e["p_holm"]),
             e["verdict"],

@@ -396,6 +396,16 @@ def test_the_committed_baseline_holds_exactly_the_quick_grids_cells():
         assert recipe_changes(record, cells[cell_key(job.key())]) == [], job.variant.name
 
 
+def test_a_difference_that_rounds_to_zero_reads_plus_zero_in_the_gate_table():
+    from digitcmp.report import compare_table
+
+    row = gate(record("a", 0.875, 2.0), record("a", 0.875 - 1e-12, 2.0 - 1e-12))
+    console = Console(width=200, record=True)
+    console.print(compare_table([row], 0.03, 1.0, 1.0))
+    text = console.export_text()
+    assert "+0.0" in text and "+0%" in text and "-0" not in text
+
+
 def test_a_compared_row_reports_both_accuracies_and_both_times():
     row = gate(record("a", 0.875, 2.0), record("a", 0.75, 3.0))
     measured = (row["accuracy"], row["baseline_accuracy"], row["seconds"], row["baseline_seconds"])
