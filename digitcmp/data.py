@@ -172,8 +172,8 @@ def load_source(data_dir: Path | None = None, download: bool = False, train_digi
             raise DigitcmpError("--download needs --data-dir DIR (or DIGITCMP_DATA) to say where MNIST goes")
         if train_digits == "mnist":
             raise DigitcmpError(
-                "--train-digits mnist needs --data-dir DIR (or DIGITCMP_DATA) with the MNIST training files, or "
-                "--download; drop it to train on the bundled sample"
+                "--train-digits mnist needs --data-dir DIR (or DIGITCMP_DATA) holding the MNIST training files "
+                "(--download fetches them there); drop it to train on the bundled sample"
             )
         return DigitSource(*bundled_split(bundled_digits()))
     data_dir = Path(data_dir).expanduser()
