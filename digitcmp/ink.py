@@ -32,6 +32,9 @@ GROUP_GAP = 0.15  # pieces of ink nearer than this share of a digit's box belong
 # A group of ink is a digit with at least these shares of the largest group's ink and of the tallest one's height
 # (a stray mark holds little ink, and is short).
 GROUP_INK, GROUP_HEIGHT = 0.25, 0.5
+# In a picture asked for two digits where only one group passes those shares, the lower shares a second digit may
+# have beside the first: a thin 1 beside a bold 0 holds little ink, and a writer's two digits may differ in size.
+PAIR_INK, PAIR_HEIGHT = 0.1, 0.3
 
 
 class NoDigit(ValueError):
@@ -330,7 +333,10 @@ def isolate_pair(rgb: np.ndarray) -> list[tuple[str, Ink]]:
     """The two digits of one picture, in reading order (left to right, or top to bottom when they are stacked),
     each with its place. Raises ``NoDigit`` without ink, ``SeveralDigits`` with a count other than two."""
     ink, mask, noise, level = ink_and_mask(rgb)
-    groups = digit_groups(components(remove_lines(mask)))
+    found = components(remove_lines(mask))
+    groups = digit_groups(found)
+    if len(groups) == 1 and len(paired := digit_groups(found, PAIR_INK, PAIR_HEIGHT)) == 2:
+        groups = paired
     if len(groups) != 2:
         raise SeveralDigits(len(groups))
     (x_a, y_a), (x_b, y_b) = (centre(box) for _, box in groups)
@@ -347,11 +353,13 @@ def centre(box: list[int]) -> tuple[float, float]:
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
 
-def digit_groups(found: Components) -> list[tuple[np.ndarray, list[int]]]:
+def digit_groups(
+    found: Components, ink_share: float = GROUP_INK, height_share: float = GROUP_HEIGHT
+) -> list[tuple[np.ndarray, list[int]]]:
     """The digits of a picture: its pieces of ink grown into groups by the pieces close to them (a pen lifted
     within a digit leaves pieces a small gap apart; two written digits stand further apart), keeping the groups of
-    a digit's size (``GROUP_INK``, ``GROUP_HEIGHT``) away from the border (a neighbouring digit cut off by the
-    frame). Each group is (its mask, its box x0, y0, x1, y1)."""
+    a digit's size (at least ``ink_share`` of the most ink and ``height_share`` of the tallest group's height) away
+    from the border (a neighbouring digit cut off by the frame). Each group is (its mask, its box x0, y0, x1, y1)."""
     groups, grouped = [], set()
     for seed in found.parts:  # the largest piece not yet in a group starts the next
         if seed in grouped:
@@ -366,5 +374,5 @@ def digit_groups(found: Components) -> list[tuple[np.ndarray, list[int]]]:
     return [
         (found.mask(members), box)
         for members, box, ink in groups
-        if ink >= GROUP_INK * most_ink and box[3] - box[1] >= GROUP_HEIGHT * tallest and not found.touches_border(box)
+        if ink >= ink_share * most_ink and box[3] - box[1] >= height_share * tallest and not found.touches_border(box)
     ]

@@ -234,6 +234,22 @@ def test_one_picture_holding_both_digits_is_read_in_order(tmp_path, labels, stac
     assert f"sheet.png ({places[0]})" in panel.stdout and f"sheet.png ({places[1]})" in panel.stdout
 
 
+def test_one_picture_holding_a_large_and_a_small_digit_is_still_a_pair(tmp_path):
+    """A writer's two digits may differ in size: the second, drawn at 40% of the first's height (less than a
+    single picture's digit count allows a digit), is still read as the pair's second digit."""
+    first, second = labelled_pair(3, 8)
+    page = sheet([first, second])
+    side = 28 * 4
+    cell = page[side // 2 : -side // 2, -side - side // 2 : -side // 2]  # the second digit's (half a cell of margin)
+    small = np.asarray(Image.fromarray(cell).resize((side * 2 // 5, side * 2 // 5), Image.BILINEAR))
+    cell[:] = 255
+    cell[side // 3 : side // 3 + len(small), side // 3 : side // 3 + len(small)] = small
+    path = tmp_path / "sheet.png"
+    path.write_bytes(png(page))
+    answer = json.loads(runner.invoke(app, ["predict", str(path), "--json"]).stdout)
+    assert (answer["first"]["digit"], answer["second"]["digit"]) == (3, 8)
+
+
 @pytest.mark.parametrize("count", [1, 3])
 def test_a_picture_of_one_or_three_digits_is_not_a_pair(tmp_path, count):
     path = tmp_path / "sheet.png"
