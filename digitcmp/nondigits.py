@@ -4,12 +4,17 @@ Training shows them to the digit head with a target of "no digit more than anoth
 outlier exposure), so that at predict time a letter or a smiley spreads its probability over the digits instead of
 naming one with confidence, and ``digitcmp.predict`` refuses it. Letters and symbols that are written like a digit
 (O, I, l, S, Z, B, G, g, q, /, |, ...) are left out: teaching the head to doubt them would teach it to doubt the digit
-they resemble. numpy and Pillow only: predict's tests and benchmarks draw them without torch.
+they resemble. Printed characters come in Pillow's own font and, where matplotlib is installed (the train extra),
+in the STIX and Computer Modern fonts it ships, upright, bold and italic, squeezed or stretched: a user's letter or
+symbol is printed in some font training never saw, and variety is what carries over. numpy and Pillow only:
+predict's tests and benchmarks draw them without torch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +24,13 @@ from .preprocess import mnist_digit
 # 1: I i l j J | / ( ); 2: Z z ?; 5: S s $; 6: b G; 8: B &; 9: g q; 4: y; 7: T).
 LETTERS = "AEFHKMNPRUVWXYaefhkmnrtuvwx"
 SYMBOLS = "#@%*+=~<>^"
+# Printed only, in the fonts that have them: Greek letters, currency, typographic and mathematical signs, card suits.
+# Left out as written like a digit: Θ θ σ δ ∂ (0, 6), ι τ † (1, 7), ζ ξ ς (2, 3, 5), β (8), γ (8, y), ¢ ° (0).
+GLYPHS = "ΓΔΛΞΠΣΦΨΩαεηκλμπφχψω£¥€§¶‡©®™±×÷√∞≈≠≤≥∑∏∇♠♣♥♦★☺"
+# matplotlib's fonts that print characters: STIX (Times-like, with the glyphs above) for every kind, Computer Modern
+# for letters only (its files place TeX's glyphs at some symbols' code points: < prints as ¡).
+STIX = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "STIXGeneralBolIta")
+COMPUTER_MODERN = ("cmr10", "cmb10", "cmss10", "cmtt10", "cmti10")
 # The same kind of characters as a hand writes them: strokes (polylines in a unit box, y down) drawn with a wobble.
 STROKES: dict[str, tuple[tuple[tuple[float, float], ...], ...]] = {
     "A": (((0, 1), (0.5, 0), (1, 1)), ((0.25, 0.6), (0.75, 0.6))),
@@ -59,15 +71,15 @@ CANVAS = 64
 
 def nondigits(count: int, seed: int) -> np.ndarray:
     """``count`` non-digit pictures as uint8 count×28×28 MNIST-style images (white on black, 20×20 box, centred by
-    mass), the same for the same seed: a quarter each letters and symbols in a font, shapes, and characters drawn
-    as strokes."""
+    mass), the same for the same seed and fonts: a quarter each letters, symbols (and other printed characters),
+    shapes, and characters drawn as strokes."""
     generator = np.random.default_rng(seed)
     return np.stack([mnist_digit(draw(KINDS[i % len(KINDS)], generator)) for i in range(count)])
 
 
 def draw(kind: str, generator: np.random.Generator) -> np.ndarray:
     """One non-digit of ``kind`` on a CANVAS×CANVAS float canvas in [0, 1], white on black, slightly rotated."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     image = Image.new("L", (CANVAS, CANVAS), 0)
     pen = ImageDraw.Draw(image)
@@ -77,12 +89,65 @@ def draw(kind: str, generator: np.random.Generator) -> np.ndarray:
     elif kind == "stroke":
         draw_strokes(pen, STROKES[str(generator.choice(list(STROKES)))], width, generator)
     else:
-        text = str(generator.choice(list(LETTERS if kind == "letter" else SYMBOLS)))
-        font = ImageFont.load_default(size=int(generator.integers(36, 56)))
-        pen.text((CANVAS / 2, CANVAS / 2), text, fill=255, font=font, anchor="mm", stroke_width=width // 3,
+        font, text = printed(kind, generator)
+        size = int(generator.integers(36, 56))
+        pen.text((CANVAS / 2, CANVAS / 2), text, fill=255, font=face(font, size), anchor="mm", stroke_width=width // 3,
                  stroke_fill=255)  # fmt: skip
+        # squeezed or stretched, upright or slanted: the shapes of other fonts' glyphs
+        image = image.transform(image.size, Image.Transform.AFFINE, affine(generator), Image.Resampling.BILINEAR)
     angle = float(generator.uniform(-20, 20))
     return np.asarray(image.rotate(angle, resample=Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+
+
+def printed(kind: str, generator: np.random.Generator) -> tuple[Path | None, str]:
+    """A font (None: Pillow's own) and a character of ``kind`` it prints: a letter, or a symbol or other glyph."""
+    fonts = [None, *font_files(STIX + COMPUTER_MODERN if kind == "letter" else STIX)]
+    font = fonts[int(generator.integers(len(fonts)))]
+    pool = LETTERS if kind == "letter" else SYMBOLS + GLYPHS
+    return font, str(generator.choice([c for c in pool if c in prints(font)]))
+
+
+def affine(generator: np.random.Generator) -> tuple[float, ...]:
+    """Pillow's inverse affine coefficients for a horizontal scale of 0.6-1.4 and a slant of up to 0.3, about the
+    canvas centre."""
+    scale, slant = generator.uniform(0.6, 1.4), generator.uniform(-0.3, 0.3)
+    c = CANVAS / 2
+    a, b = 1 / scale, -slant / scale
+    return (a, b, c - a * c - b * c, 0.0, 1.0, 0.0)
+
+
+@functools.cache
+def font_files(names: tuple[str, ...]) -> tuple[Path, ...]:
+    """The files of matplotlib's fonts ``names`` where matplotlib is installed, else none."""
+    try:
+        import matplotlib
+    except ImportError:
+        return ()
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return tuple(path for name in names if (path := folder / f"{name}.ttf").is_file())
+
+
+@functools.cache
+def face(font: Path | None, size: int):
+    """The font file (None: Pillow's own font) at ``size`` pixels, loaded once per process."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size) if font is None else ImageFont.truetype(str(font), size)
+
+
+@functools.cache
+def prints(font: Path | None) -> frozenset[str]:
+    """The characters of LETTERS, SYMBOLS and GLYPHS that ``font`` draws as a glyph of its own, not as its
+    missing-glyph box or as nothing."""
+    from PIL import Image, ImageDraw
+
+    def ink(text: str) -> bytes:
+        image = Image.new("L", (CANVAS, CANVAS), 0)
+        ImageDraw.Draw(image).text((CANVAS / 2, CANVAS / 2), text, fill=255, font=face(font, 40), anchor="mm")
+        return image.tobytes()
+
+    missing = ink("\U000f0000")  # a private-use code point no font draws
+    return frozenset(c for c in LETTERS + SYMBOLS + GLYPHS if (picture := ink(c)) != missing and any(picture))
 
 
 def draw_strokes(pen, strokes, width: int, generator: np.random.Generator) -> None:

@@ -27,7 +27,7 @@ from digitcmp.errors import DigitcmpError
 from digitcmp.export import ProbabilityModel
 from digitcmp.model.losses import uniform_loss
 from digitcmp.model.network import ComparisonNet
-from digitcmp.nondigits import LETTERS, SYMBOLS, nondigits
+from digitcmp.nondigits import GLYPHS, LETTERS, SYMBOLS, nondigits, printed, prints
 from digitcmp.predict import DIGIT_MASS, Failed, Model, Prediction, digit_mass, load_digit, predict_pairs
 from digitcmp.variant import create_variant
 
@@ -45,7 +45,22 @@ def test_nondigits_are_mnist_framed_reproducible_and_of_every_kind() -> None:
 
 
 def test_characters_written_like_a_digit_are_never_shown_as_non_digits() -> None:
-    assert not set("OoQDIiljJ|/ZzSs$bGB&gq") & set(LETTERS + SYMBOLS)
+    assert not set("OoQDIiljJ|/ZzSs$bGB&gqΘθσδ∂ιτ†ζξςβγ¢°") & set(LETTERS + SYMBOLS + GLYPHS)
+
+
+def test_printed_characters_come_in_many_fonts_each_drawing_its_own_glyph() -> None:
+    """With matplotlib (the train extra) characters are printed in Pillow's font, STIX and Computer Modern;
+    symbols never in Computer Modern, whose files print TeX's glyphs at some symbols' code points."""
+    generator = np.random.default_rng(0)
+    draws = {kind: [printed(kind, generator) for _ in range(400)] for kind in ("letter", "symbol")}
+    letter_fonts = {font.name if font else None for font, _ in draws["letter"]}
+    symbol_fonts = {font.name if font else None for font, _ in draws["symbol"]}
+    assert {None, "STIXGeneral.ttf", "cmr10.ttf", "cmtt10.ttf"} <= letter_fonts
+    assert None in symbol_fonts and "STIXGeneralItalic.ttf" in symbol_fonts
+    assert not any(name and name.startswith("cm") for name in symbol_fonts)
+    assert {text for _, text in draws["letter"]} <= set(LETTERS)
+    assert set(GLYPHS) & {text for _, text in draws["symbol"]} and not prints(None) & set("ΩΣλ§¶")
+    assert all(text in prints(font) for font, text in draws["letter"] + draws["symbol"])
 
 
 def test_the_uniform_loss_is_log_10_for_equal_logits_and_grows_with_confidence() -> None:
