@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from .archs import ARCHS
 from .config import TrainConfig
@@ -385,7 +386,8 @@ def predictions_table(predictions: list[Prediction | Failed]) -> Table:
     for p in predictions:
         d = p.to_dict()
         if "error" in d:
-            table.add_row(d["first"]["path"], "", d["second"]["path"], "", f"[red]error: {d['error']}[/]", "", "", "")
+            error = Text(f"error: {d['error']}", style="red", justify="left")  # not the number column's right edge
+            table.add_row(d["first"]["path"], "", d["second"]["path"], "", error, "", "", "")
             continue
         table.add_row(
             d["first"]["path"], str(d["first"]["digit"]), d["second"]["path"], str(d["second"]["digit"]),
