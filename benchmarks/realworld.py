@@ -11,8 +11,8 @@ counts the single-digit images refused as holding several digits.
 
 Calibration: the expected calibration error of the digit probabilities over every read, with the reliability table
 behind it. Refusal: the real digits refused as not a digit, and non-digit pictures refused (``--nondigits N``:
-letters, symbols and shapes in the machine's DejaVu fonts and hand-jittered strokes, dark ink on noisy paper; drawn
-apart from the generator training uses, which renders Pillow's own font on black).
+letters, symbols and signs in the machine's DejaVu fonts, and shapes, dark ink on noisy paper: fonts and paper
+that training's generator does not use, which prints in Pillow's own font, STIX and Computer Modern on black).
 
     python benchmarks/realworld.py FOLDER                          # the shipped model
     python benchmarks/realworld.py FOLDER --model models/mine.onnx --json
