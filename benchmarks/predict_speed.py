@@ -31,8 +31,12 @@ from digitcmp.data import load_source
 from digitcmp.environment import machine
 from digitcmp.export import ProbabilityModel
 from digitcmp.model.checkpoint import load_checkpoint
-from digitcmp.predict import load_model
+from digitcmp.predict import BATCH, load_model
 from digitcmp.preprocess import pool_digits
+from digitcmp.serve import MAX_BATCH
+
+# Batch sizes timed: one pair, a small batch, the server's largest (serve's MAX_BATCH) and predict's (BATCH).
+BATCHES = (1, 16, MAX_BATCH, BATCH)
 
 
 def latencies(run, pairs: np.ndarray, repeats: int) -> list[float]:
@@ -119,7 +123,7 @@ def main() -> None:
         figures[name] = {
             "latency_ms_p50": round(1e3 * times[len(times) // 2], 3),
             "latency_ms_p95": round(1e3 * times[int(len(times) * 0.95)], 3),
-            "pairs_per_second": {b: round(throughput(run, pairs, b)) for b in (1, 16, 256, 1024)},
+            "pairs_per_second": {b: round(throughput(run, pairs, b)) for b in BATCHES},
         }
     figures["predict_process_seconds"] = {
         kind: {"median": round(statistics.median(t), 3), "min": round(min(t), 3)}
@@ -129,10 +133,10 @@ def main() -> None:
         print(json.dumps({**figures, "environment": machine()}, indent=2))
         return
     print(f"{figures['variant']} ({figures['model']}), {args.threads} threads")
-    print(f"{'':24} {'p50 ms':>8} {'p95 ms':>8} " + " ".join(f"{'batch ' + str(b):>12}" for b in (1, 16, 256, 1024)))
+    print(f"{'':24} {'p50 ms':>8} {'p95 ms':>8} " + " ".join(f"{'batch ' + str(b):>12}" for b in BATCHES))
     for name in runners:
         f = figures[name]
-        rates = " ".join(f"{f['pairs_per_second'][b]:>10,}/s" for b in (1, 16, 256, 1024))
+        rates = " ".join(f"{f['pairs_per_second'][b]:>10,}/s" for b in BATCHES)
         print(f"{name:24} {f['latency_ms_p50']:>8} {f['latency_ms_p95']:>8} {rates}")
     process = figures["predict_process_seconds"]
     print(f"whole 'digitcmp predict' process, median of 5: two 28×28 PNGs {process['png']['median']} s, "
