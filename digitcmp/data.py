@@ -198,13 +198,19 @@ def load_source(data_dir: Path | None = None, download: bool = False, train_digi
     return DigitSource(train, test)
 
 
-def draw_pairs(pooled: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator) -> PairSet:
-    """Draw ``n`` pairs of 2n distinct digits from a pool of pooled digits (float32 M×14×14)."""
+# What to do when a pool holds too few digits for the pairs asked of it: training's and tuning's pools are the
+# training digits, the test pairs' the test digits.
+MORE_TRAINING_DIGITS = "or train on the 60,000 MNIST training digits (--train-digits mnist --data-dir DIR)"
+MORE_TEST_DIGITS = "or test on the 10,000 MNIST test digits (--data-dir DIR)"
+
+
+def draw_pairs(
+    pooled: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator, fix: str = "lower --pairs"
+) -> PairSet:
+    """Draw ``n`` pairs of 2n distinct digits from a pool of pooled digits (float32 M×14×14); ``fix`` ends the
+    error when the pool is too small (the option that asked for the pairs, and the larger pool)."""
     if 2 * n > len(labels):
-        raise DigitcmpError(
-            f"{n:,} pairs need {2 * n:,} distinct digits but the pool has {len(labels):,}; "
-            "lower --pairs or use --data-dir with the full MNIST set"
-        )
+        raise DigitcmpError(f"{n:,} pairs need {2 * n:,} distinct digits but the pool has {len(labels):,}; {fix}")
     index = torch.randperm(len(labels), generator=generator)[: 2 * n].view(n, 2)
     classes = labels[index]
     return PairSet(pooled[index], (classes[:, 0] <= classes[:, 1]).float(), classes)
@@ -232,7 +238,8 @@ def draw_tuning_rounds(source: DigitSource, n_pairs: int, seed: int, holdout: fl
     ``holdout`` of the pairs. A tuning round's validation pairs stand in for its test pairs."""
     pooled = torch.from_numpy(pool_digits(source.train.images))
     labels = torch.from_numpy(source.train.labels.astype(np.int64))
-    pairs = draw_pairs(pooled, labels, n_pairs, rng.generator(seed, -1, 0, "data"))
+    generator = rng.generator(seed, -1, 0, "data")
+    pairs = draw_pairs(pooled, labels, n_pairs, generator, f"lower --tune-pairs {MORE_TRAINING_DIGITS}")
     if folds < 2:
         fit, val = split_validation(pairs, holdout)
         if val is None:
@@ -268,6 +275,7 @@ def draw_rounds(
     result = []
     for index in range(first, first + rounds):
         generator = rng.generator(seed, index, 0, "data")
-        train, val = split_validation(draw_pairs(*pools[0], n_train, generator), val_fraction)
-        result.append(RoundData(index, train, val, draw_pairs(*pools[1], n_test, generator)))
+        train = draw_pairs(*pools[0], n_train, generator, f"lower --pairs {MORE_TRAINING_DIGITS}")
+        test = draw_pairs(*pools[1], n_test, generator, f"lower --test-pairs {MORE_TEST_DIGITS}")
+        result.append(RoundData(index, *split_validation(train, val_fraction), test))
     return result

@@ -183,10 +183,11 @@ MISTAKES = {
     "train without data": Mistake(("train", "--data-dir", "{tmp}/absent"), ("{tmp}/absent", "does not exist")),
     "bench without data": Mistake(("bench", *SHALLOW, "--data-dir", "{tmp}/absent"), ("does not exist",)),
     "tune without data": Mistake(("tune", *SHALLOW, "--data-dir", "{tmp}/absent"), ("does not exist",)),
-    "train pairs": Mistake(("train", "--pairs", "3000"), ("--pairs", "distinct digits")),
+    "train pairs": Mistake(("train", "--pairs", "3000"), ("distinct digits", "lower --pairs", "--train-digits mnist")),
+    "test pairs": Mistake(("train", "--test-pairs", "6000"), ("distinct digits", "lower --test-pairs", "MNIST test")),
     "bench pairs": Mistake(("bench", *SHALLOW, "--pairs", "3000"), ("--pairs", "distinct digits")),
     "tune pairs": Mistake(("tune", *SHALLOW, "--pairs", "3000"), ("--pairs", "distinct digits")),
-    "tune tuning pairs": Mistake(("tune", *SHALLOW, "--tune-pairs", "3000"), ("--pairs", "distinct digits")),
+    "tune tuning pairs": Mistake(("tune", *SHALLOW, "--tune-pairs", "3000"), ("lower --tune-pairs", "distinct digits")),
     "not 28x28": Mistake(
         ("train", "--data-dir", "{tmp}/digits"),
         ("28×28",),
