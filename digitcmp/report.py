@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -399,10 +401,13 @@ def predictions_table(predictions: list[Prediction | Failed]) -> Table:
 
 @contextmanager
 def progress_bar(total: int, description: str, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (hidden with --quiet or when stdout is not a terminal); yields advance(n)."""
+    """A rich progress bar on stderr where stdout is a terminal; elsewhere (a log, CI) a plain line on stderr at
+    each tenth of the work, as a bar drawn there would be lost; nothing with --quiet. Yields advance(n)."""
     from rich import progress as bar
 
-    disable = quiet or not sys.stdout.isatty()
+    if quiet or not sys.stdout.isatty():
+        yield (lambda n=1: None) if quiet else progress_lines(total, description, stderr_console())
+        return
     columns = (
         bar.TextColumn("{task.description}"),
         bar.BarColumn(),
@@ -410,6 +415,24 @@ def progress_bar(total: int, description: str, quiet: bool) -> Iterator[Callable
         bar.TimeElapsedColumn(),
         bar.TimeRemainingColumn(),
     )
-    with bar.Progress(*columns, console=stderr_console(), disable=disable, transient=False) as progress:
+    with bar.Progress(*columns, console=stderr_console(), transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+def progress_lines(total: int, description: str, console: Console) -> Callable[[int], None]:
+    """advance(n) for ``total`` epochs that prints 'training …: 12/120 epochs (10%), 0:01:05 elapsed, about 0:09:45
+    left' as the work passes each tenth of them."""
+    started, done, shown = time.monotonic(), 0, 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done, shown
+        done += n
+        if (tenth := 10 * done // max(total, 1)) > shown:
+            shown = tenth
+            elapsed = time.monotonic() - started
+            spent, left = (timedelta(seconds=round(t)) for t in (elapsed, elapsed * (total - done) / done))
+            share = f"{done}/{total} epochs ({100 * done // total}%)"
+            console.print(f"{description}: {share}, {spent} elapsed, about {left} left", highlight=False)
+
+    return advance

@@ -77,6 +77,17 @@ def test_train_table_shows_rounds_and_mean(tmp_path):
     assert "mean ± std" in result.stdout and "deep-fc-ws-aux1" in result.stdout
 
 
+def test_progress_outside_a_terminal_is_a_line_per_tenth_of_the_epochs_and_quiet_silences_it(tmp_path):
+    """In a log or CI (stdout not a terminal) a drawn bar would be lost: plain lines on stderr instead."""
+    args = ("train", "--arch", "deep-fc", "--epochs", "10", "--pairs", "100")
+    lines = [line for line in run(*args, "--out", str(tmp_path / "a")).stderr.splitlines() if " epochs (" in line]
+    assert [line.split(": ")[1].split(",")[0] for line in lines] == [
+        f"{done}/10 epochs ({10 * done}%)" for done in range(1, 11)
+    ]
+    assert all(line.startswith("training deep-fc-ws-aux1: ") and "elapsed, about" in line for line in lines)
+    assert " epochs (" not in run(*args, "--out", str(tmp_path / "b"), "-q").stderr
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
