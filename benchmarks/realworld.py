@@ -118,6 +118,13 @@ def score(folder: Path, model: Model, seed: int, nondigits: int = 0) -> tuple[di
     return figures, prepared
 
 
+def png_bytes(image: Image.Image) -> bytes:
+    """The picture as a PNG file's bytes, as a user would hand it to predict."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def nondigit_picture(kind: str, generator: np.random.Generator, fonts: list[Path]) -> bytes:
     """One non-digit as a user might photograph or scan it: dark ink on light, noisy, slightly blurred paper. A
     character in one of ``fonts``, or a shape drawn at the training generator's scale and enlarged."""
@@ -137,9 +144,7 @@ def nondigit_picture(kind: str, generator: np.random.Generator, fonts: list[Path
     ink = np.asarray(image, np.float32) / 255
     paper = 0.85 + 0.1 * generator.random() + generator.normal(0, 0.03, ink.shape)
     picture = np.clip(paper * (1 - 0.8 * ink), 0, 1)
-    buffer = io.BytesIO()
-    Image.fromarray((255 * picture).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(Image.fromarray((255 * picture).astype(np.uint8)))
 
 
 def nondigit_refusals(model, count: int, seed: int) -> dict:
@@ -200,9 +205,7 @@ def scans_8x8(model) -> dict:
         for i, counts in enumerate(scans.images):
             picture = Image.fromarray((255 - counts * 255 / 16).astype(np.uint8))
             picture = picture if resample is None else picture.resize((64, 64), resample)
-            buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
-            digits.append(digit_from_bytes(buffer.getvalue(), f"scan-{i}"))
+            digits.append(digit_from_bytes(png_bytes(picture), f"scan-{i}"))
         answers = run_pairs(model, [(d, d) for d in digits])
         read = [a.digits[0] if a.is_digit(0) else None for a in answers]
         right = [r == label for r, label in zip(read, scans.target, strict=True)]
@@ -245,9 +248,7 @@ def side_by_side(first: Path, second: Path) -> bytes:
         canvas[:] = np.median(border, axis=0).astype(np.uint8)
         canvas[margin:-margin, margin:-margin] = scaled
         grown.append(canvas)
-    buffer = io.BytesIO()
-    Image.fromarray(np.concatenate(grown, axis=1)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(Image.fromarray(np.concatenate(grown, axis=1)))
 
 
 def one_picture_pairs(folder: Path, rows: list[dict], model, seed: int) -> dict:
