@@ -403,11 +403,11 @@ def predictions_table(predictions: list[Prediction | Failed]) -> Table:
 def progress_bar(total: int, description: str, quiet: bool) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr where stdout is a terminal; elsewhere (a log, CI) a plain line on stderr at
     each tenth of the work, as a bar drawn there would be lost; nothing with --quiet. Yields advance(n)."""
-    from rich import progress as bar
-
     if quiet or not sys.stdout.isatty():
         yield (lambda n=1: None) if quiet else progress_lines(total, description, stderr_console())
         return
+    from rich import progress as bar
+
     columns = (
         bar.TextColumn("{task.description}"),
         bar.BarColumn(),
