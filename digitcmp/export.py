@@ -116,6 +116,7 @@ def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int)
         "train_config": meta.get("config"),
         "test_accuracy_mean": summary.get("test_accuracy_mean"),
         "test_accuracy_std": summary.get("test_accuracy_std"),
+        "test_rounds": meta.get("round_count"),  # how many rounds the mean and std are over (absent before 0.4.1)
         "data": meta.get("data"),
         "calibration": meta.get("calibration"),
         "input": INPUT_CONTRACT,

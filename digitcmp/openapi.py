@@ -85,6 +85,7 @@ MODEL = {
         "params": {"type": ["integer", "null"]},
         "test_accuracy_mean": NULLABLE_NUMBER,
         "test_accuracy_std": NULLABLE_NUMBER,
+        "test_rounds": {"type": ["integer", "null"], "description": "The training rounds that mean and std are over."},
         "data": {"type": ["string", "null"], "description": "The digits it was trained and tested on."},
         "input": {"type": "object", "description": f"The graph's input: {INPUT_CONTRACT['preprocessing']}."},
         "outputs": {"type": "object"},

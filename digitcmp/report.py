@@ -338,10 +338,18 @@ def export_panel(summary: ExportSummary) -> Panel:
         " on those pairs",
     ]
     if m.get("test_accuracy_mean") is not None:
-        lines.append(
-            f"trained      {mean_std(m['test_accuracy_mean'], m['test_accuracy_std'])} test accuracy when trained"
-        )
+        lines.append(f"trained      {trained_accuracy(m)}")
     return Panel("\n".join(lines), title="digitcmp export", expand=False)
+
+
+def trained_accuracy(metadata: dict) -> str:
+    """The test accuracy a model's training measured: one round's figure alone (no spread to show), else its mean
+    ± std and over how many rounds where the file records it."""
+    rounds = metadata.get("test_rounds")
+    if rounds == 1:
+        return f"{percent(metadata['test_accuracy_mean'])} test accuracy in one round"
+    text = f"{mean_std(metadata['test_accuracy_mean'], metadata['test_accuracy_std'])} test accuracy"
+    return f"{text} over {rounds} rounds" if rounds else text
 
 
 def read_text(read: dict) -> str:

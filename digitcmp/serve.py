@@ -339,8 +339,8 @@ def prepare_images(images: dict[str, bytes]) -> tuple[Digit, Digit]:
 
 def model_summary(model: Model) -> dict:
     """What GET /api/model answers: the variant, its accuracy, the input contract, the versions."""
-    keys = ("variant", "variant_name", "params", "test_accuracy_mean", "test_accuracy_std", "data", "input",
-            "outputs", "labels", "digitcmp_version", "opset")  # fmt: skip
+    keys = ("variant", "variant_name", "params", "test_accuracy_mean", "test_accuracy_std", "test_rounds", "data",
+            "input", "outputs", "labels", "digitcmp_version", "opset")  # fmt: skip
     return {"model": model.path.name, **{key: model.metadata.get(key) for key in keys}, "server_version": __version__}
 
 

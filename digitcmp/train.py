@@ -114,9 +114,10 @@ class RunResult:
         return {"best_epoch_test_accuracy_mean": statistics.fmean(best), "best_epoch_test_accuracy_std": spread}
 
     def save_best(self, path: Path, **context: object) -> Path:
-        """Save the best round's weights with this run's summary (not its per-round curves) and ``context``."""
+        """Save the best round's weights with this run's summary (not its per-round curves, only how many rounds
+        it averages) and ``context``."""
         meta = {key: value for key, value in self.to_dict().items() if key != "rounds"}
-        return save_checkpoint(path, self.best_state, self.variant, {**meta, **context})
+        return save_checkpoint(path, self.best_state, self.variant, {**meta, "round_count": len(self.rounds), **context})
 
     def to_dict(self) -> dict:
         return {

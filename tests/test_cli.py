@@ -67,6 +67,7 @@ def test_train_json_writes_checkpoint_and_results(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["summary"] == record["summary"]
     model, meta = load_checkpoint(tmp_path / "checkpoint.pt")
     assert model.variant.arch == "shallow-fc" and meta["config"]["epochs"] == 2 and meta["seed"] == 0
+    assert meta["round_count"] == 2  # what export's metadata says the mean and std are over
 
 
 def test_train_table_shows_rounds_and_mean(tmp_path):

@@ -39,6 +39,7 @@ from digitcmp.export import (
 from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
 from digitcmp.model.network import ComparisonNet
 from digitcmp.predict import load_model, predict_pairs, shipped_model
+from digitcmp.report import trained_accuracy
 from digitcmp.train import train_variant
 from digitcmp.variant import create_variant
 
@@ -61,13 +62,27 @@ def checkpoints(tmp_path_factory):
 
 def test_the_metadata_carries_each_figure_of_the_checkpoint_under_its_own_name(tmp_path):
     net = ComparisonNet(create_variant("shallow-fc", True, 1.0))
-    meta = {"params": 1234, "config": {"epochs": 3}, "data": "bundled sample",
+    meta = {"params": 1234, "config": {"epochs": 3}, "data": "bundled sample", "round_count": 4,
             "summary": {"test_accuracy_mean": 0.91, "test_accuracy_std": 0.02}}  # fmt: skip
     metadata = build_metadata(net, meta, tmp_path / "c.pt", 17)
-    assert (metadata["test_accuracy_mean"], metadata["test_accuracy_std"]) == (0.91, 0.02)
+    assert (metadata["test_accuracy_mean"], metadata["test_accuracy_std"], metadata["test_rounds"]) == (0.91, 0.02, 4)
     assert (metadata["params"], metadata["train_config"], metadata["data"]) == (1234, {"epochs": 3}, "bundled sample")
     assert metadata["variant"] == net.variant.to_dict() and metadata["variant_name"] == net.variant.name
     assert metadata["source_checkpoint"] == str(tmp_path / "c.pt") and metadata["opset"] == 17
+
+
+@pytest.mark.parametrize(
+    ("rounds", "text"),
+    [
+        (1, "99.8% test accuracy in one round"),
+        (10, "98.9 ± 0.3% test accuracy over 10 rounds"),
+        (None, "98.9 ± 0.3% test accuracy"),
+    ],
+)
+def test_the_trained_accuracy_shows_a_spread_only_over_several_rounds(rounds, text):
+    mean = 0.998 if rounds == 1 else 0.989
+    metadata = {"test_accuracy_mean": mean, "test_accuracy_std": 0.0 if rounds == 1 else 0.003, "test_rounds": rounds}
+    assert trained_accuracy(metadata) == text  # None: a file exported before the metadata named its rounds
 
 
 @pytest.mark.slow
