@@ -117,7 +117,9 @@ class RunResult:
         """Save the best round's weights with this run's summary (not its per-round curves, only how many rounds
         it averages) and ``context``."""
         meta = {key: value for key, value in self.to_dict().items() if key != "rounds"}
-        return save_checkpoint(path, self.best_state, self.variant, {**meta, "round_count": len(self.rounds), **context})
+        return save_checkpoint(
+            path, self.best_state, self.variant, {**meta, "round_count": len(self.rounds), **context}
+        )
 
     def to_dict(self) -> dict:
         return {
