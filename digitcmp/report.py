@@ -22,6 +22,7 @@ from .summary import (
     EFFECT_NOTE,
     TUNE_COLUMNS,
     cell_text,
+    counted,
     effect_rows,
     highest_test_accuracy,
     mean_std,
@@ -390,7 +391,7 @@ def prediction_panel(p: Prediction) -> Panel:
 
 def predictions_table(predictions: list[Prediction | Failed]) -> Table:
     """A batch's answers, one row per pair; a pair that could not be read says why, in red."""
-    table = Table(title=f"{len(predictions)} pairs", title_justify="left")
+    table = Table(title=counted(len(predictions), "pair"), title_justify="left")
     for column in ("first", "digit", "second", "digit", "first ≤ second", "probability", "unsure", "consistent"):
         table.add_column(column, justify="left" if column in ("first", "second") else "right")
     for p in predictions:

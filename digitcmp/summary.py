@@ -15,6 +15,11 @@ def signed(value: float, digits: int = 1) -> str:
     return f"{round(value, digits) + 0.0:+.{digits}f}"
 
 
+def counted(count: int, noun: str) -> str:
+    """A count with its noun, singular for one: '1 pair', '3 pairs'."""
+    return f"{count:,} {noun}{'s' * (count != 1)}"
+
+
 def mean_std(mean: float, std: float) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}%"
 

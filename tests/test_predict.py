@@ -210,6 +210,10 @@ def test_a_batch_answers_every_readable_pair_and_names_each_file_it_could_not_re
     assert table.exit_code == 2 and "4 pairs" in table.stdout and "error: " in table.stdout
     assert "2 pairs in" in table.output  # the throughput line counts the answered pairs
     assert_one_line_error(table, 2, "2 of 4 pairs could not be read")
+    csv_path.write_text(f"first,second\n{a},{damaged}\n{b},{a}\n")  # one pair answered, of two: counted singular
+    single = runner.invoke(app, ["predict", "--pairs", str(csv_path)])
+    assert "1 pair in" in single.output and "2 pairs" in single.stdout
+    assert_one_line_error(single, 2, "1 of 2 pairs could not be read")
     # The library stops at an unreadable pair unless asked to go on; two files on the command line are one answer.
     with pytest.raises(DigitcmpError, match="damaged"):
         list(predict_pairs(load_model(), [(a, b), (a, damaged)]))

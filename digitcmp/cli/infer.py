@@ -73,13 +73,14 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
     """Is the first digit ≤ the second? Two pictures, or one holding both (onnxruntime; no torch needed)."""
     from ..predict import Failed, load_model, pairs_to_read, save_digits, timed
     from ..report import prediction_panel, predictions_table, stderr_console, stdout_console
+    from ..summary import counted
 
     todo = pairs_to_read(images, pairs)
     results, seconds = timed(load_model(model), todo, keep_going=pairs is not None)
     answered = [r for r in results if not isinstance(r, Failed)]
     if save_digits_to is not None:
         written = save_digits(answered, save_digits_to)
-        stderr_console(json_output).print(f"{len(written)} digits as the model saw them: {save_digits_to}/")
+        stderr_console(json_output).print(f"{counted(len(written), 'digit')} as the model saw them: {save_digits_to}/")
     if json_output:
         for result in results:
             typer.echo(json.dumps(result.to_dict()))
@@ -87,11 +88,12 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
         stdout_console().print(prediction_panel(results[0]))
     else:
         stdout_console().print(predictions_table(results))
-        stderr_console().print(f"{len(answered)} pairs in {seconds:.2f} s ({len(answered) / seconds:,.0f} pairs/s)")
+        rate = f"{len(answered) / seconds:,.0f} pairs/s"
+        stderr_console().print(f"{counted(len(answered), 'pair')} in {seconds:.2f} s ({rate})")
     if len(answered) < len(results):
         failed = len(results) - len(answered)
-        raise DigitcmpError(f"{failed} of {len(results)} pairs could not be read (their rows name the file and why); "
-                            "the other pairs are answered")  # fmt: skip
+        raise DigitcmpError(f"{failed} of {counted(len(results), 'pair')} could not be read (their rows name the file "
+                            "and why); the other pairs are answered")  # fmt: skip
 
 
 @app.command(epilog=examples(

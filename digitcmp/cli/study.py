@@ -15,7 +15,7 @@ from ..executor import ExecutorConfig
 from ..gate import Gate
 from ..grid import TuneConfig
 from ..plan import BenchRequest, Run, TuneRequest
-from ..summary import failed
+from ..summary import counted, failed
 from ..variant import Variant
 from .app import app, command_line, examples, friendly
 from .options import with_options
@@ -50,7 +50,7 @@ def bench(*, request: BenchRequest, gate: Gate, run: Run, executor: ExecutorConf
 
     plan = plan_bench(request, settings, run.pairs, run.test_pairs, run.seed)
     baseline = gate.read_baseline()
-    sizes = f"{len(plan.cells)} variants × {plan.config.rounds} rounds"
+    sizes = f"{counted(len(plan.cells), 'variant')} × {counted(plan.config.rounds, 'round')}"
     document = run_and_render(
         run_bench, plan, request, run, executor, sizes, outcome_line, summary_table, detail_table, effects_table
     )
@@ -77,8 +77,8 @@ def tune(*, request: TuneRequest, search: dict, run: Run, executor: ExecutorConf
     from ..tune import run_tune
 
     plan = plan_tune(request, search, settings, run.pairs, run.test_pairs, run.seed)
-    document = run_and_render(run_tune, plan, request, run, executor, f"{len(plan.cells)} cells", tune_line, tune_table,
-                              effects_table)  # fmt: skip
+    cells = counted(len(plan.cells), "cell")
+    document = run_and_render(run_tune, plan, request, run, executor, cells, tune_line, tune_table, effects_table)
     if failed(document):
         raise typer.Exit(1)
 
