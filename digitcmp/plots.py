@@ -9,6 +9,7 @@ from matplotlib.figure import Figure  # no pyplot: files only, no window, no glo
 from matplotlib.patches import Rectangle
 
 from .config import LIGHT_CURVE_PAIRS
+from .summary import counted
 from .variant import Technique
 
 
@@ -39,7 +40,7 @@ def plot_curves(records: list[dict], rounds: int, path: Path) -> None:
         axes.flat[0].legend()
     light = any(v.get("train_config", {}).get("curves") == "light" for v in variants)
     sample = f"; test error on a fixed sample of {LIGHT_CURVE_PAIRS} test pairs each epoch" if light else ""
-    fig.suptitle(f"Learning curves, mean ± std over {rounds} rounds{sample}")
+    fig.suptitle(f"Learning curves, mean ± std over {counted(rounds, 'round')}{sample}")
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
 
@@ -62,7 +63,7 @@ def plot_accuracy(records: list[dict], rounds: int, path: Path) -> None:
     low = min((100 * (v["test_accuracy_mean"] - v["test_accuracy_std"]) for v in variants), default=50)
     ax.set_ylim(max(0, low - 5), 100)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy, mean ± std over {rounds} rounds")
+    ax.set_title(f"Test accuracy, mean ± std over {counted(rounds, 'round')}")
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     ax.legend(handles, list(colours), fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)

@@ -196,7 +196,7 @@ def summary_table(document: dict) -> Table:
     headers, rows = summary_grid(document["variants"])
     top = highest_test_accuracy(document["variants"])
     rounds = document["config"]["rounds"]
-    table = Table(title=f"Test accuracy, mean ± std over {rounds} rounds", title_justify="left")
+    table = Table(title=f"Test accuracy, mean ± std over {counted(rounds, 'round')}", title_justify="left")
     table.add_column("architecture")
     for header in headers:
         table.add_column(header, justify="right")
@@ -314,7 +314,7 @@ def tune_table(document: dict) -> Table:
     )
     table = Table(
         title=f"Selected by validation ({scoring} of {config['tune_pairs']} tuning pairs); test accuracy, mean ± std "
-        f"over {config['rounds']} rounds",
+        f"over {counted(config['rounds'], 'round')}",
         title_justify="left",
     )
     for column in TUNE_COLUMNS:
@@ -350,7 +350,7 @@ def trained_accuracy(metadata: dict) -> str:
     if rounds == 1:
         return f"{percent(metadata['test_accuracy_mean'])} test accuracy in one round"
     text = f"{mean_std(metadata['test_accuracy_mean'], metadata['test_accuracy_std'])} test accuracy"
-    return f"{text} over {rounds} rounds" if rounds else text
+    return f"{text} over {counted(rounds, 'round')}" if rounds else text
 
 
 def read_text(read: dict) -> str:

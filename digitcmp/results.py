@@ -10,6 +10,7 @@ from .summary import (
     EFFECT_NOTE,
     TUNE_COLUMNS,
     cell_text,
+    counted,
     effect_rows,
     epochs_text,
     highest_test_accuracy,
@@ -27,7 +28,7 @@ def summary_markdown(document: dict) -> str:
     top = highest_test_accuracy(document["variants"])
     config = document["config"]
     lines = [
-        f"### digitcmp bench — test accuracy, mean ± std over {config['rounds']} rounds",
+        f"### digitcmp bench — test accuracy, mean ± std over {counted(config['rounds'], 'round')}",
         "",
         f"{config['pairs']} training pairs, {config['test_pairs']} test pairs, {epochs_text(document)} epochs; "
         f"{document['data']}; device {document['device']}, digitcmp {document['digitcmp_version']}.",
@@ -88,7 +89,8 @@ def write_results(folder: Path, document: dict) -> None:
 def tune_markdown(document: dict) -> str:
     config = document["config"]
     lines = [
-        f"### digitcmp tune — test accuracy of the selected configurations, mean ± std over {config['rounds']} rounds",
+        "### digitcmp tune — test accuracy of the selected configurations, mean ± std over "
+        + counted(config["rounds"], "round"),
         "",
         "| " + " | ".join(TUNE_COLUMNS) + " |",
         "|---|---|---|---:|---:|",
