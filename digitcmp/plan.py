@@ -15,7 +15,8 @@ from typing import Any
 from .archs import ARCHS, STUDY
 from .config import DATA_ENV, TrainConfig
 from .errors import DigitcmpError
-from .executor import SCALE
+from .executor import SCALE, ExecutorConfig
+from .gate import Gate
 from .grid import QUICK_ROUNDS, TRAINING_AXES, BenchConfig, Job, TuneConfig, expand
 from .presets import get_preset
 from .runs import read_config, tuples
@@ -28,6 +29,12 @@ TRAINING_SETTINGS = tuple(declared(TrainConfig))
 OVERRIDES = tuple(name for name in TRAINING_SETTINGS if name not in (*TRAINING_AXES, "val_fraction"))
 TECHNIQUES = ",".join(technique.value for technique in Technique)  # tune's cells: every technique
 RESUME = "Continue the interrupted run in this folder (its own configuration; finished cells are read back)."
+# What a resumed run may still choose: where it trains, how it prints, its digits (checked against the run's own),
+# how its cells are spread and the gate its results meet. Any other option would change the run, so it is refused.
+RESUME_MAY_SET = frozenset(
+    {"resume", "device", "data_dir", "train_digits", "download", "json_output", "quiet", *declared(ExecutorConfig),
+     *declared(Gate)}
+)  # fmt: skip
 
 
 Arch = Choice("Arch", {name: name for name in ARCHS})  # type: ignore[misc]
@@ -249,6 +256,14 @@ def preset_search(name: str) -> dict[str, Any]:
     if "epochs" in search:
         search["tune_epochs"] = search.pop("epochs")
     return search
+
+
+def refuse_beside_resume(given: dict[str, str]) -> None:
+    """``--resume`` continues a run with the configuration it started with: the options given (name → flag) that
+    would change it are refused rather than silently ignored."""
+    ignored = [flag for name, flag in given.items() if name not in RESUME_MAY_SET]
+    if ignored:
+        raise DigitcmpError(f"--resume continues the run with its own configuration; drop {', '.join(ignored)}")
 
 
 def resumed_config(folder: Path, kind: str) -> dict[str, Any]:

@@ -227,6 +227,11 @@ MISTAKES = {
     "resume unreadable config": Mistake(
         ("bench", "--resume", "{tmp}/earlier"), ("no readable config.json",), saved_run("bench", text="{")
     ),
+    "resume with other settings": Mistake(
+        ("bench", "--resume", "{tmp}/earlier", "--device", "cpu", "--arch", "lenet", "--rounds", "3", "--lr", "0.1"),
+        ("--resume continues the run with its own configuration; drop --arch, --rounds, --lr",),
+        saved_run("bench"),
+    ),
     "resume foreign config": Mistake(
         ("bench", "--resume", "{tmp}/earlier"),
         ("config.json is not a digitcmp run's",),
@@ -295,7 +300,8 @@ def test_a_user_mistake_ends_in_one_line_and_leaves_no_run_folder(tmp_path, monk
     mistake = MISTAKES[case]
     refuse_training(monkeypatch)
     mistake.prepare(tmp_path, monkeypatch)
-    out = ("--out", WRITES[mistake.args[0]]) if mistake.args[0] in WRITES and "--out" not in mistake.args else ()
+    writes = mistake.args[0] in WRITES and not {"--out", "--resume"} & set(mistake.args)  # --resume has its folder
+    out = ("--out", WRITES[mistake.args[0]]) if writes else ()
     result = run(*fill([*mistake.args, *out], tmp=str(tmp_path)))
     assert_one_line_error(result, 2, *fill(list(mistake.words), tmp=str(tmp_path)))
     assert not (tmp_path / "out").exists()

@@ -10,7 +10,15 @@ from digitcmp.archs import ARCHS, STUDY
 from digitcmp.cli import app
 from digitcmp.errors import DigitcmpError
 from digitcmp.grid import QUICK_ROUNDS
-from digitcmp.plan import BenchRequest, TrainRequest, TuneRequest, plan_bench, plan_train, plan_tune
+from digitcmp.plan import (
+    BenchRequest,
+    TrainRequest,
+    TuneRequest,
+    plan_bench,
+    plan_train,
+    plan_tune,
+    refuse_beside_resume,
+)
 from digitcmp.presets import get_preset
 
 
@@ -42,6 +50,14 @@ def test_a_preset_brings_its_cells_and_validation_share_and_refuses_grid_flags()
     assert [job.cell for job in plan.cells] == list(get_preset("budget-convnet").cells)
     with pytest.raises(DigitcmpError, match=r"--preset brings its own cells; drop --arch, --quick, --lr"):
         plan_bench(BenchRequest(preset="budget-convnet", archs="lenet", quick=True), {"lr": (1e-3,)}, 1000, None, 0)
+
+
+def test_resume_refuses_the_options_that_would_change_the_run_and_keeps_those_that_do_not():
+    refuse_beside_resume({"resume": "--resume", "device": "--device", "quiet": "--quiet", "kind": "--executor",
+                          "data_dir": "--data-dir", "baseline": "--compare"})  # fmt: skip
+    with pytest.raises(DigitcmpError, match=r"own configuration; drop --arch, --pairs, --lr$"):
+        refuse_beside_resume({"resume": "--resume", "archs": "--arch", "device": "--device", "pairs": "--pairs",
+                              "lr": "--lr"})  # fmt: skip
 
 
 def test_tune_takes_a_presets_search_with_its_epochs_for_the_tuning_trainings():

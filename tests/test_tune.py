@@ -129,7 +129,7 @@ def test_resume_trains_only_the_cells_an_interrupted_tune_left(monkeypatch, tmp_
     assert len(kept) == 1 and trained == ["none", "none"]  # one trial, then its evaluation
     trained.clear()
     stop["at"] = None
-    again = ["tune", "--resume", str(tmp_path), "--arch", "lenet", "-q"]  # the run's own grid, not --arch
+    again = ["tune", "--resume", str(tmp_path), "-q"]  # the run's own grid
     resumed = CliRunner().invoke(app, again, env={"DIGITCMP_DATA": ""})
     assert resumed.exit_code == 0, resumed.output
     assert trained == ["weight sharing"] * 2 + ["auxiliary loss"] * 2

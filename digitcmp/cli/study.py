@@ -3,6 +3,8 @@ chosen on validation pairs, with the tables, files and regression gate of a stud
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -14,7 +16,7 @@ from ..errors import require_extra
 from ..executor import ExecutorConfig
 from ..gate import Gate
 from ..grid import TuneConfig
-from ..plan import BenchRequest, Run, TuneRequest
+from ..plan import BenchRequest, Run, TuneRequest, refuse_beside_resume
 from ..summary import counted, failed
 from ..variant import Variant
 from .app import app, command_line, examples, friendly
@@ -28,9 +30,26 @@ def study_options(*groups: tuple[str, type, Any]) -> Callable[[Callable[..., Any
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for name, group, build in (*groups, ("executor", ExecutorConfig, ExecutorConfig), ("run", Run, Run)):
             command = with_options(name, group, build=build)(command)
-        return friendly(with_options("settings", Variant, TrainConfig, grid=True)(command))
+        return friendly(resumable(with_options("settings", Variant, TrainConfig, grid=True)(command)))
 
     return decorate
+
+
+def resumable(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Before a run resumes, the options typed beside ``--resume`` that would change its configuration are refused
+    (digitcmp.plan.refuse_beside_resume): only the command line knows which were typed rather than defaulted."""
+
+    @functools.wraps(command)
+    def run(ctx: typer.Context, **values: Any) -> Any:
+        if values.get("resume") is not None:
+            typed = [p for p in ctx.command.params if ctx.get_parameter_source(p.name).name == "COMMANDLINE"]
+            refuse_beside_resume({p.name: next(o for o in p.opts if o.startswith("--")) for p in typed})
+        return command(**values)
+
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    signature = inspect.signature(command)
+    run.__signature__ = signature.replace(parameters=[context, *signature.parameters.values()])  # type: ignore[attr-defined]
+    return run
 
 
 @app.command(epilog=examples(
