@@ -86,7 +86,7 @@ def expand(config: BenchConfig) -> list[Job]:
     architecture's own."""
     if config.preset:
         return preset_jobs(config)
-    jobs = []
+    jobs: dict[str, Job] = {}  # by identity, in grid order: collapsed axes repeat cells
     for arch in config.archs:
         spec = get_arch(arch)
         structured = (config.variant_options.get("head") or spec.head) == "structured"
@@ -104,10 +104,9 @@ def expand(config: BenchConfig) -> list[Job]:
         ):
             options = {name: value for (name, _), value in zip(towers, tower, strict=True)}
             variant = create_variant(arch, ws, aux, **options, **config.variant_options)
-            train = replace(base, lr=lr, batch_size=batch, weight_decay=decay).fitted(variant)
-            if all(job.key() != Job(variant, train).key() for job in jobs):  # collapsed axes repeat cells
-                jobs.append(Job(variant, train))
-    return jobs
+            job = Job(variant, replace(base, lr=lr, batch_size=batch, weight_decay=decay).fitted(variant))
+            jobs.setdefault(job.identity, job)
+    return list(jobs.values())
 
 
 @dataclass(frozen=True)
