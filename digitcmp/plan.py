@@ -28,7 +28,10 @@ TRAINING_SETTINGS = tuple(declared(TrainConfig))
 # Training settings bench and tune apply to every cell (the training axes and the validation share are separate).
 OVERRIDES = tuple(name for name in TRAINING_SETTINGS if name not in (*TRAINING_AXES, "val_fraction"))
 TECHNIQUES = ",".join(technique.value for technique in Technique)  # tune's cells: every technique
-RESUME = "Continue the interrupted run in this folder (its own configuration; finished cells are read back)."
+RESUME = (
+    "Continue the interrupted run in this folder: its own configuration (options that would change it are "
+    "refused), its finished cells read back."
+)
 # What a resumed run may still choose: where it trains, how it prints, its digits (checked against the run's own),
 # how its cells are spread and the gate its results meet. Any other option would change the run, so it is refused.
 RESUME_MAY_SET = frozenset(

@@ -155,6 +155,9 @@ GRID = [
     (("--pairs", "300"), "config.test_pairs", 300),
     (("--test-pairs", "200"), "config.test_pairs", 200),
 ]
+# Options that do not change a run, which --resume takes beside it (digitcmp.plan.RESUME_MAY_SET).
+UNCHANGING = ("--device", "cpu", "--train-digits", "sample", "--json", "--quiet", "--retries", "1", "--tolerance",
+              "0.5")  # fmt: skip
 BENCH = [
     (("--preset", "batchnorm-cv"), "config.preset", "batchnorm-cv"),
     (("--quick",), "config.rounds", 3),
@@ -165,6 +168,11 @@ BENCH = [
     ),
     (("--val-fraction", "0.2"), "config.val_fraction", 0.2),
     (("--compare", "{inputs}/baseline.json"), "compared.baseline", {"variants": []}),
+    (
+        ("--resume", "{inputs}/{command}-run", "--compare", "{inputs}/baseline.json", *UNCHANGING),
+        "compared.tolerance",
+        0.5,
+    ),
     (("--compare", "{inputs}/baseline.json", "--tolerance", "0.1"), "compared.tolerance", 0.1),
     (("--compare", "{inputs}/baseline.json", "--time-tolerance", "2.5"), "compared.time_tolerance", 2.5),
     (("--compare", "{inputs}/baseline.json", "--time-slack", "3"), "compared.time_slack", 3.0),

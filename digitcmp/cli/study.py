@@ -43,7 +43,8 @@ def resumable(command: Callable[..., Any]) -> Callable[..., Any]:
     def run(ctx: typer.Context, **values: Any) -> Any:
         if values.get("resume") is not None:
             typed = [p for p in ctx.command.params if ctx.get_parameter_source(p.name).name == "COMMANDLINE"]
-            refuse_beside_resume({p.name: next(o for o in p.opts if o.startswith("--")) for p in typed})
+            refuse_beside_resume({p.name: "/".join(o for o in (*p.opts, *p.secondary_opts) if o.startswith("--"))
+                                  for p in typed})  # fmt: skip
         return command(**values)
 
     context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
