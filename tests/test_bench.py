@@ -326,6 +326,7 @@ def test_summary_rows_name_only_settings_that_vary_within_an_architecture():
 
 
 def test_a_cell_reads_its_mean_and_spread_in_percent_in_the_terminal_and_in_summary_md():
+    from digitcmp.report import summary_table
     from digitcmp.results import summary_markdown
     from digitcmp.summary import cell_text
 
@@ -336,6 +337,8 @@ def test_a_cell_reads_its_mean_and_spread_in_percent_in_the_terminal_and_in_summ
     markdown = summary_markdown(document)
     assert "| lenet | **87.1 ± 1.3%** |" in markdown
     assert "over 3 rounds" in markdown and "1000 training pairs, 400 test pairs" in markdown
+    one = {**document, "config": {**document["config"], "rounds": 1}}  # a one-round run reads in the singular
+    assert "over 1 round\n" in summary_markdown(one) and summary_table(one).title.endswith("over 1 round")
 
 
 @pytest.mark.slow

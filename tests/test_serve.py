@@ -118,7 +118,7 @@ def test_model_health_and_page(client):
         "labels": LABELS,
         "server_version": __version__,
     }  # fmt: skip
-    assert model["variant"]["arch"] and model["test_accuracy_mean"] > 0.9
+    assert model["variant"]["arch"] and model["test_accuracy_mean"] > 0.9 and model["test_rounds"] == 1
     assert client.get("/healthz").json() == {"status": "ok", "version": __version__}
     page = client.get("/")
     assert page.status_code == 200 and "canvas-first" in page.text and 'id="file-sheet"' in page.text

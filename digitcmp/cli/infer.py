@@ -93,7 +93,7 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
     if len(answered) < len(results):
         failed = len(results) - len(answered)
         raise DigitcmpError(f"{failed} of {counted(len(results), 'pair')} could not be read (their rows name the file "
-                            "and why); the other pairs are answered")  # fmt: skip
+                            "and why); every other pair is answered")  # fmt: skip
 
 
 @app.command(epilog=examples(
