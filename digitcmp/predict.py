@@ -13,6 +13,8 @@ import json
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -341,10 +343,14 @@ class Failed:
         return {"first": {"path": str(first)}, "second": {"path": str(second)}, "error": self.error}
 
 
-def read_pair(files: tuple[Path, ...], keep_going: bool) -> tuple[Digit, Digit] | Failed:
-    """Two files' digits, or one picture's two digits."""
+def read_pair(files: tuple[Path, ...], keep_going: bool, pool: Executor | None = None) -> tuple[Digit, Digit] | Failed:
+    """Two files' digits (both at once in ``pool``, if given; a failure names the first file that fails), or one
+    picture's two digits."""
     try:
-        return load_pair(files[0]) if len(files) == 1 else (load_digit(files[0]), load_digit(files[1]))
+        if len(files) == 1:
+            return load_pair(files[0])
+        first, second = (pool.map if pool is not None else map)(load_digit, files)
+        return first, second
     except DigitcmpError as exc:
         if not keep_going:
             raise
@@ -352,17 +358,22 @@ def read_pair(files: tuple[Path, ...], keep_going: bool) -> tuple[Digit, Digit] 
 
 
 def predict_pairs(
-    model: Model, pairs: list[tuple[Path, ...]], keep_going: bool = False
+    model: Model | Future[Model], pairs: list[tuple[Path, ...]], keep_going: bool = False
 ) -> Iterator[Prediction | Failed]:
     """Prepare and run pairs (two files, or one picture holding both digits) in batches through the one loaded
-    model, in order. ``keep_going`` (a batch): a pair whose picture cannot be read becomes a ``Failed`` row and
-    the others are still answered; else it stops all."""
-    for start in range(0, len(pairs), BATCH):
-        chunk = pairs[start : start + BATCH]
-        read = [read_pair(files, keep_going) for files in chunk]
-        answers = iter(run_pairs(model, [pair for pair in read if not isinstance(pair, Failed)]))
-        for files, pair in zip(chunk, read, strict=True):
-            yield pair if isinstance(pair, Failed) else refused(next(answers), files, keep_going)
+    model, in order. ``model`` may still be loading (a Future): it is waited for once the first pictures are read.
+    A lone pair's two pictures are read at once: for camera photos, decoding and finding the ink take most of a
+    process's time, in calls that let the other thread run; a batch's pictures are read one after another, as
+    small pictures read slower in threads of one process (docs/performance.md). ``keep_going`` (a batch): a pair
+    whose picture cannot be read becomes a ``Failed`` row and the others are still answered; else it stops all."""
+    with ThreadPoolExecutor(2) if len(pairs) == 1 else nullcontext() as pool:
+        for start in range(0, len(pairs), BATCH):
+            chunk = pairs[start : start + BATCH]
+            read = [read_pair(files, keep_going, pool) for files in chunk]
+            loaded = model.result() if isinstance(model, Future) else model
+            answers = iter(run_pairs(loaded, [pair for pair in read if not isinstance(pair, Failed)]))
+            for files, pair in zip(chunk, read, strict=True):
+                yield pair if isinstance(pair, Failed) else refused(next(answers), files, keep_going)
 
 
 def save_digits(predictions: list[Prediction], folder: Path) -> list[Path]:
@@ -410,9 +421,12 @@ def pairs_to_read(images: list[Path] | None, csv: Path | None) -> list[tuple[Pat
 
 
 def timed(
-    model: Model, pairs: list[tuple[Path, Path]], keep_going: bool = False
+    model: Path | None, pairs: list[tuple[Path, ...]], keep_going: bool = False
 ) -> tuple[list[Prediction | Failed], float]:
-    """Every pair's prediction (or failure, with ``keep_going``) and the seconds they took (the throughput line)."""
+    """Every pair's prediction (or failure, with ``keep_going``) with the model in ``model`` (the shipped one for
+    None), and the seconds they took (the throughput line). The model loads in a thread while the first pictures
+    are read."""
     started = time.perf_counter()
-    results = list(predict_pairs(model, pairs, keep_going))
+    with ThreadPoolExecutor(1) as loader:
+        results = list(predict_pairs(loader.submit(load_model, model), pairs, keep_going))
     return results, time.perf_counter() - started

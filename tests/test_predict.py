@@ -7,6 +7,8 @@ import io
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +220,28 @@ def test_a_batch_answers_every_readable_pair_and_names_each_file_it_could_not_re
     with pytest.raises(DigitcmpError, match="damaged"):
         list(predict_pairs(load_model(), [(a, b), (a, damaged)]))
     assert_one_line_error(runner.invoke(app, ["predict", str(a), str(damaged)]), 2, str(damaged))
+
+
+def test_a_lone_pair_reads_both_pictures_at_once_while_the_model_loads_and_answers_as_in_turn(tmp_path, monkeypatch):
+    a, b = write_pair(tmp_path, *labelled_pair(3, 8))
+    expected = next(predict_pairs(load_model(), [(a, b)])).to_dict()
+    threads = set()
+    reading = predict_module.load_digit
+
+    def slow_read(path: Path) -> Digit:  # as slow as a camera photo: the second file must not wait for the first
+        threads.add(threading.get_ident())
+        time.sleep(0.2)
+        return reading(path)
+
+    monkeypatch.setattr(predict_module, "load_digit", slow_read)
+    results, _ = predict_module.timed(None, [(a, b)])  # the shipped model, loading in a thread of its own
+    assert [r.to_dict() for r in results] == [expected] and len(threads) == 2
+    damaged, missing = tmp_path / "damaged.png", tmp_path / "missing.png"
+    damaged.write_bytes(png(labelled_pair(5, 5)[0].image)[:60])
+    with pytest.raises(DigitcmpError, match=r"damaged\.png is damaged"):  # the first file that fails, both read at once
+        predict_module.timed(None, [(damaged, missing)])
+    with pytest.raises(DigitcmpError, match=r"nothing\.onnx does not exist"):  # the model's failure, once it is needed
+        predict_module.timed(tmp_path / "nothing.onnx", [(a, b)])
 
 
 @pytest.mark.parametrize("stacked", [False, True], ids=["side by side", "one above the other"])

@@ -71,12 +71,12 @@ def predict(images: Images = None, pairs: PairsCsv = None, model: Model = None,
             json_output: PredictJson = False,
             save_digits_to: SaveDigits = None) -> None:  # fmt: skip
     """Is the first digit ≤ the second? Two pictures, or one holding both (onnxruntime; no torch needed)."""
-    from ..predict import Failed, load_model, pairs_to_read, save_digits, timed
+    from ..predict import Failed, pairs_to_read, save_digits, timed
     from ..report import prediction_panel, predictions_table, stderr_console, stdout_console
     from ..summary import counted
 
     todo = pairs_to_read(images, pairs)
-    results, seconds = timed(load_model(model), todo, keep_going=pairs is not None)
+    results, seconds = timed(model, todo, keep_going=pairs is not None)
     answered = [r for r in results if not isinstance(r, Failed)]
     if save_digits_to is not None:
         written = save_digits(answered, save_digits_to)
