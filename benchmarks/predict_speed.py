@@ -32,7 +32,7 @@ from digitcmp.environment import machine
 from digitcmp.export import ProbabilityModel
 from digitcmp.model.checkpoint import load_checkpoint
 from digitcmp.predict import BATCH, load_model
-from digitcmp.preprocess import pool_digits
+from digitcmp.preprocess import model_digits
 from digitcmp.serve import MAX_BATCH
 
 # Batch sizes timed: one pair, a small batch, the server's largest (serve's MAX_BATCH) and predict's (BATCH).
@@ -105,7 +105,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     digits = load_source(None).test.images
-    pairs = pool_digits(np.concatenate([digits[:2048:2], digits[1:2048:2]])).reshape(2, -1, 14, 14).swapaxes(0, 1)
+    side = model.size  # the digits the model reads: pooled 14×14, or 28×28 for a model of full resolution
+    chosen = np.concatenate([digits[:2048:2], digits[1:2048:2]])
+    pairs = model_digits(chosen, side).reshape(2, -1, side, side).swapaxes(0, 1)
     every_view = load_model(args.model)
     every_view.all_views = True
     runners = {"onnxruntime": model.run, "onnxruntime_every_view": every_view.run}

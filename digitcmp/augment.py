@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from .config import TrainConfig
 from .preprocess import INPUT_SIZE
 
-# Smoothness of the elastic warp: standard deviation, in pixels of the 14×14 digits, of the Gaussian filter that
-# turns white noise into a displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse
-# in bundled-protocol trials, 4 px approached a plain affine warp and gained less (docs/results.md).
+# Every length below is in pixels of the 14×14 pooled digits; on the 28×28 digits of a full-resolution model each
+# is twice as many pixels (``in_pixels``), so both resolutions see the same augmentation of the same handwriting.
+# Smoothness of the elastic warp: standard deviation of the Gaussian filter that turns white noise into a
+# displacement field. 3 px bends whole strokes; 1.5 and 2 px wiggled them and read worse in bundled-protocol
+# trials, 4 px approached a plain affine warp and gained less (docs/results.md).
 ELASTIC_SIGMA = 3.0
-# The Gaussian filter's reach on each side (2.5 σ): noise is drawn this much larger than the digit.
-FILTER_RADIUS = math.ceil(2.5 * ELASTIC_SIGMA)
 # Test-time views: the digit itself and its four 1-pixel shifts (dy, dx), then the fixed warps.
 TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 # Strength (displacement std, px) of the fixed test-time warps: vgg4's training strength; 0.4-0.7 averaged the
@@ -32,10 +32,21 @@ TTA_WARP_STRENGTH = 0.5
 TTA_WARP_SEED = 0  # the generator of the fixed warps: a model's views are the same on every machine
 
 
+def in_pixels(length: float, size: int) -> float:
+    """A length in pixels of the 14×14 digits, in pixels of digits ``size`` a side."""
+    return length * (size / INPUT_SIZE)  # exactly the length at 14: 1.0 times it
+
+
+def filter_radius(size: int) -> int:
+    """The elastic filter's reach on each side (2.5 σ): noise is drawn this much larger than the digit."""
+    return math.ceil(2.5 * in_pixels(ELASTIC_SIGMA, size))
+
+
 def random_shift(inputs: torch.Tensor, max_shift: int, generators: list[torch.Generator]) -> torch.Tensor:
-    """Shift every digit of networks×…×14×14 independently by up to ``max_shift`` pixels in each direction,
-    filling with black; network n's offsets come from ``generators[n]``."""
+    """Shift every digit of networks×…×S×S independently by up to ``max_shift`` pixels (of the 14×14 digits) in
+    each direction, filling with black; network n's offsets come from ``generators[n]``."""
     size = inputs.shape[-1]
+    max_shift = round(in_pixels(max_shift, size))
     flat = inputs.reshape(-1, size, size)
     per_network = len(flat) // len(generators)
     offsets = torch.cat(
@@ -54,9 +65,9 @@ def elastic_filter(size: int, device: torch.device, dtype: torch.dtype) -> tuple
     as a banded matrix (band @ noise @ band.T filters rows and columns in two small matrix products, three times
     faster on the CPU than two convolutions), scaled so that filtered unit noise moves each pixel by one pixel
     (std; 2/size in grid units), and the identity sampling grid."""
-    radius = FILTER_RADIUS
+    radius = filter_radius(size)
     taps = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    kernel = torch.exp(-(taps**2) / (2 * ELASTIC_SIGMA**2))
+    kernel = torch.exp(-(taps**2) / (2 * in_pixels(ELASTIC_SIGMA, size) ** 2))
     kernel = kernel / kernel.sum()
     band = torch.zeros(size, size + 2 * radius, device=device, dtype=dtype)
     offsets = torch.arange(size, device=device)[:, None] + torch.arange(2 * radius + 1, device=device)
@@ -79,7 +90,7 @@ def warp_grids(
     """``count`` random sampling grids (count×size×size×2, for ``grid_sample``): the identity plus a smooth
     displacement field, white noise through a Gaussian filter of ``ELASTIC_SIGMA`` px, scaled to a standard
     deviation of ``strength`` px per pixel."""
-    side = size + 2 * FILTER_RADIUS
+    side = size + 2 * filter_radius(size)
     noise = torch.randn(count, 2, side, side, device=device, dtype=dtype, generator=generator)
     return smooth_grids(noise, size, strength)
 
@@ -87,7 +98,7 @@ def warp_grids(
 def smooth_grids(noise: torch.Tensor, size: int, strength: float) -> torch.Tensor:
     """Sampling grids from white noise N×2×L×L (L = size + the filter's two margins), as ``warp_grids``."""
     band, identity = elastic_filter(size, noise.device, noise.dtype)
-    return identity + (band @ noise @ band.T).permute(0, 2, 3, 1) * strength
+    return identity + (band @ noise @ band.T).permute(0, 2, 3, 1) * in_pixels(strength, size)
 
 
 def elastic_warp(
@@ -97,14 +108,14 @@ def elastic_warp(
     rotate: float = 0.0,
     shear: float = 0.0,
 ) -> torch.Tensor:
-    """Warp every digit of networks×…×14×14 by its own random grid, resampled bilinearly: an elastic field of
+    """Warp every digit of networks×…×S×S by its own random grid, resampled bilinearly: an elastic field of
     ``strength`` px (``warp_grids``: handwriting varies like that, and 900 training pairs do not show enough of
     it), on top of a rotation of up to ±``rotate`` degrees and a horizontal shear of up to ±``shear`` (slanted
     writing, a tilted camera)."""
     size = inputs.shape[-1]
     flat = inputs.reshape(-1, 1, size, size)
     per_network = len(flat) // len(generators)
-    side = size + 2 * FILTER_RADIUS
+    side = size + 2 * filter_radius(size)
     grids = []
     for generator in generators:
         noise = torch.randn(per_network, 2, side, side, dtype=inputs.dtype, generator=generator)
@@ -135,10 +146,12 @@ def imitate_pictures(
     contrast: float = 0.0,
     noise: float = 0.0,
 ) -> torch.Tensor:
-    """What pictures do to digits that MNIST's do not show, per digit of networks×…×14×14: strokes thicker or
-    thinner (a blend with the 3×3 dilation or erosion, weight within ±``thickness``), a Gaussian blur of up to
-    ``blur`` px, ink fainter by up to ``contrast`` (a share of full white), and Gaussian noise of up to ``noise``."""
+    """What pictures do to digits that MNIST's do not show, per digit of networks×…×S×S: strokes thicker or
+    thinner (a blend with the dilation or erosion by a pixel of the 14×14 digits, weight within ±``thickness``), a
+    Gaussian blur of up to ``blur`` px, ink fainter by up to ``contrast`` (a share of full white), and Gaussian
+    noise of up to ``noise``."""
     size = inputs.shape[-1]
+    reach = round(in_pixels(1, size))  # a pixel of the 14×14 digits
     flat = inputs.reshape(-1, 1, size, size)
     per_network = len(flat) // len(generators)
 
@@ -148,16 +161,17 @@ def imitate_pictures(
 
     if thickness:
         weight = draw(2 * thickness) - thickness
-        dilated = F.max_pool2d(flat, 3, 1, 1)
-        eroded = -F.max_pool2d(-flat, 3, 1, 1)
+        dilated = F.max_pool2d(flat, 2 * reach + 1, 1, reach)
+        eroded = -F.max_pool2d(-flat, 2 * reach + 1, 1, reach)
         flat = flat + weight.clamp(min=0) * (dilated - flat) + (-weight).clamp(min=0) * (eroded - flat)
     if blur:
-        sigma = draw(blur).clamp(min=1e-3)
-        taps = torch.arange(-2, 3, device=flat.device, dtype=flat.dtype)
+        sigma = draw(in_pixels(blur, size)).clamp(min=1e-3)
+        half = 2 * reach
+        taps = torch.arange(-half, half + 1, device=flat.device, dtype=flat.dtype)
         kernel = torch.exp(-(taps**2) / (2 * sigma.view(-1, 1) ** 2))
-        kernel = kernel / kernel.sum(-1, keepdim=True)  # one 5-tap filter per digit, rows then columns
-        flat = F.conv2d(flat.transpose(0, 1), kernel[:, None, None, :], padding=(0, 2), groups=len(flat))
-        flat = F.conv2d(flat, kernel[:, None, :, None], padding=(2, 0), groups=flat.shape[1]).transpose(0, 1)
+        kernel = kernel / kernel.sum(-1, keepdim=True)  # one filter per digit (5 taps at 14×14), rows then columns
+        flat = F.conv2d(flat.transpose(0, 1), kernel[:, None, None, :], padding=(0, half), groups=len(flat))
+        flat = F.conv2d(flat, kernel[:, None, :, None], padding=(half, 0), groups=flat.shape[1]).transpose(0, 1)
     if contrast:
         flat = flat * (1 - draw(contrast))
     if noise:
@@ -180,21 +194,26 @@ def augment(inputs: torch.Tensor, config: TrainConfig, generators: list[torch.Ge
 
 
 @functools.cache
-def tta_views(warps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every test-time view of a flattened 14×14 digit as a sparse linear map: view pixel j of the V·196 (V = 5 +
-    ``warps``: the digit, its four 1-pixel shifts with black filling in, then ``warps`` fixed elastic warps of
-    strength ``TTA_WARP_STRENGTH``) is Σ_t weight[j, t]·digit[index[j, t]] over at most 4 source pixels (bilinear
-    sampling). Stored densely, the map would be 196 × V·196 floats, 5.7 MB in every exported model at V = 37.
+def tta_views(warps: int, size: int = INPUT_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every test-time view of a flattened S×S digit as a sparse linear map: view pixel j of the V·S² (V = 5 +
+    ``warps``: the digit, its four shifts by a pixel of the 14×14 digits with black filling in, then ``warps``
+    fixed elastic warps of strength ``TTA_WARP_STRENGTH``) is Σ_t weight[j, t]·digit[index[j, t]] over at most 4
+    source pixels (bilinear sampling). Stored densely, the map would be S² × V·S² floats, 5.7 MB in every exported
+    model at S = 14, V = 37.
 
     The weights are float32 whatever torch's default dtype: the map is cached, and one built while another default
     was in force would otherwise turn every later model's inputs into that type."""
-    pixels = INPUT_SIZE * INPUT_SIZE
-    basis = torch.eye(pixels, dtype=torch.float32).view(pixels, INPUT_SIZE, INPUT_SIZE)  # one image per source pixel
-    padded = F.pad(basis, (1, 1, 1, 1))
-    views = [padded[:, 1 + dy : 1 + dy + INPUT_SIZE, 1 + dx : 1 + dx + INPUT_SIZE] for dy, dx in TTA_SHIFTS]
+    pixels = size * size
+    basis = torch.eye(pixels, dtype=torch.float32).view(pixels, size, size)  # one image per source pixel
+    reach = round(in_pixels(1, size))
+    padded = F.pad(basis, (reach,) * 4)
+    views = [
+        padded[:, reach + reach * dy : reach * (1 + dy) + size, reach + reach * dx : reach * (1 + dx) + size]
+        for dy, dx in TTA_SHIFTS
+    ]
     generator = torch.Generator().manual_seed(TTA_WARP_SEED)
     for _ in range(warps):  # one grid per view, every one-pixel image warped by it
-        grid = warp_grids(1, INPUT_SIZE, TTA_WARP_STRENGTH, basis.device, basis.dtype, generator)
+        grid = warp_grids(1, size, TTA_WARP_STRENGTH, basis.device, basis.dtype, generator)
         views.append(F.grid_sample(basis[:, None], grid.expand(pixels, -1, -1, -1), align_corners=False)[:, 0])
     dense = torch.stack(views, dim=1).flatten(1)  # source pixel × view pixel
     index = dense.topk(4, dim=0).indices  # a bilinear sample reads at most 4 pixels: nothing is dropped
@@ -203,6 +222,6 @@ def tta_views(warps: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def take_views(digits: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Flattened digits …×196 → their views …×(V·196), the map of ``tta_views`` (a gather, exported as one)."""
+    """Flattened digits …×S² → their views …×(V·S²), the map of ``tta_views`` (a gather, exported as one)."""
     picked = digits.index_select(-1, index.flatten()).unflatten(-1, index.shape)
     return (picked * weight).sum(-1)

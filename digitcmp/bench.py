@@ -15,10 +15,11 @@ import torch
 
 from .data import DigitSource, RoundData, draw_rounds
 from .executor import node_name
-from .grid import KEY_FIELDS, BenchConfig, Job, expand
+from .grid import BenchConfig, Job, expand, identity_fields
 from .runs import cell_id
 from .study import Outcome, Study, StudyRun, guarded, run_study, variant_record
 from .train import train_variant
+from .variant import digit_size
 
 
 def bench_cell(job: Job, shared: tuple[list[RoundData], int], device: str, on_epoch=None) -> Outcome:
@@ -34,7 +35,7 @@ def bench_cell(job: Job, shared: tuple[list[RoundData], int], device: str, on_ep
 
 def record_identity(record: dict) -> str:
     """The identity of the cell a results record came from (its key fields are the job's key)."""
-    return cell_id(record["name"], {name: record[name] for name in KEY_FIELDS})
+    return cell_id(record["name"], identity_fields(record))
 
 
 def bench_study(config: BenchConfig, jobs: list[Job] | None = None) -> Study:
@@ -46,7 +47,8 @@ def bench_study(config: BenchConfig, jobs: list[Job] | None = None) -> Study:
         cells=jobs,
         work=bench_cell,
         shared=lambda source: (draw_rounds(source, config.rounds, config.pairs, config.test_pairs,
-                                           config.val_fraction, config.seed), config.seed),
+                                           config.val_fraction, config.seed,
+                                           size=digit_size(config.variant_options)), config.seed),
         epochs=lambda job: job.config.epochs * config.rounds,
         record=variant_record,
         failed=lambda job, reason: Outcome(job, None, reason),

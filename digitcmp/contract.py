@@ -11,30 +11,44 @@ from .preprocess import INPUT_SIZE
 METADATA_KEY = "digitcmp"  # metadata_props key of the JSON document export writes and predict requires
 METADATA_FORMAT = "digitcmp-onnx/1"
 INPUT_NAME = "pairs"
-INPUT_SHAPE = ("batch", 2, INPUT_SIZE, INPUT_SIZE)
+BATCH_AXIS = "batch"
+# The digits a model reads: the study's 2×2 average pool (14×14), or the 28×28 digits themselves (a model of
+# full resolution). The graph's input shape says which; the metadata's "input" describes it.
+FULL_SIZE = 28
+INPUT_SIZES = (INPUT_SIZE, FULL_SIZE)
 OUTPUT_NAMES = ("le_probability", "digit_probabilities")
 # An optional boolean input (an initializer, true unless fed) of models with test-time views: false reads each pair
 # in its first view alone, a fraction of the cost, for predict's early exit (digitcmp.predict.Model.run).
 VIEWS_INPUT = "all_views"
-INPUT_CONTRACT = {
-    "name": INPUT_NAME,
-    "shape": list(INPUT_SHAPE),
-    "dtype": "float32",
-    "range": [0.0, 1.0],
-    "polarity": "white digit on black background",
-    "preprocessing": "28×28 MNIST-style digit (fitted in a 20×20 box, centred by mass), 2×2 average-pooled to 14×14",
-    "normalisation": "inside the graph",
-}
+POLARITY = "white digit on black background"
+MNIST_STYLE = "28×28 MNIST-style digit (fitted in a 20×20 box, centred by mass)"
 OUTPUTS = {"le_probability": "P(first digit ≤ second digit)", "digit_probabilities": "softmax over 0-9, per digit"}
 LABELS = "le_probability > 0.5 means the first digit is ≤ the second"
+
+
+def input_shape(size: int) -> tuple[str, int, int, int]:
+    return (BATCH_AXIS, 2, size, size)
+
+
+def input_contract(size: int) -> dict:
+    """What a model of this input side takes, as its metadata and ``/api/model`` describe it."""
+    return {
+        "name": INPUT_NAME,
+        "shape": list(input_shape(size)),
+        "dtype": "float32",
+        "range": [0.0, 1.0],
+        "polarity": POLARITY,
+        "preprocessing": MNIST_STYLE + (", 2×2 average-pooled to 14×14" if size == INPUT_SIZE else ""),
+        "normalisation": "inside the graph",
+    }
 
 
 def describe_violation(input_shapes: list[list], output_names: list[str]) -> str | None:
     """What keeps a graph with these inputs and outputs from being a digitcmp model, or None if nothing does.
 
     The batch axis may be named or fixed; the rest of the input shape and the output names must match."""
-    if len(input_shapes) != 1 or list(input_shapes[0][1:]) != list(INPUT_SHAPE[1:]):
-        return f"it does not take {INPUT_NAME} N×2×{INPUT_SIZE}×{INPUT_SIZE}"
+    if len(input_shapes) != 1 or list(input_shapes[0][1:]) not in [list(input_shape(s)[1:]) for s in INPUT_SIZES]:
+        return f"it does not take {INPUT_NAME} N×2×{INPUT_SIZE}×{INPUT_SIZE} or N×2×{FULL_SIZE}×{FULL_SIZE}"
     if list(output_names) != list(OUTPUT_NAMES):
         return f"it does not return {', '.join(OUTPUT_NAMES)}"
     return None

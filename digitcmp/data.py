@@ -17,7 +17,7 @@ import torch
 from . import rng
 from .config import DATA_ENV
 from .errors import DigitcmpError
-from .preprocess import pool_digits
+from .preprocess import INPUT_SIZE, model_digits
 
 TRAIN_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_STEMS = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -55,8 +55,8 @@ class DigitSource:
 
 @dataclass(frozen=True)
 class PairSet:
-    """N pairs: ``inputs`` float32 N×2×14×14 in [0, 1], ``targets`` float32 N (1 iff first ≤ second),
-    ``classes`` int64 N×2."""
+    """N pairs: ``inputs`` float32 N×2×S×S in [0, 1] (S: the model's input side), ``targets`` float32 N (1 iff
+    first ≤ second), ``classes`` int64 N×2."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
@@ -207,7 +207,7 @@ MORE_TEST_DIGITS = "or test on the 10,000 MNIST test digits (--data-dir DIR)"
 def draw_pairs(
     pooled: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator, fix: str = "lower --pairs"
 ) -> PairSet:
-    """Draw ``n`` pairs of 2n distinct digits from a pool of pooled digits (float32 M×14×14); ``fix`` ends the
+    """Draw ``n`` pairs of 2n distinct digits from a pool of model digits (float32 M×S×S); ``fix`` ends the
     error when the pool is too small (the option that asked for the pairs, and the larger pool)."""
     if 2 * n > len(labels):
         raise DigitcmpError(f"{n:,} pairs need {2 * n:,} distinct digits but the pool has {len(labels):,}; {fix}")
@@ -231,15 +231,17 @@ def take(pairs: PairSet, index: torch.Tensor) -> PairSet:
     return PairSet(pairs.inputs[index], pairs.targets[index], pairs.classes[index])
 
 
-def draw_tuning_rounds(source: DigitSource, n_pairs: int, seed: int, holdout: float, folds: int = 0) -> list[RoundData]:
+def draw_tuning_rounds(
+    source: DigitSource, n_pairs: int, seed: int, holdout: float, folds: int = 0, size: int = INPUT_SIZE
+) -> list[RoundData]:
     """The pairs that choose hyper-parameters, from the training digits alone (test digits never choose), drawn
     apart from the evaluation rounds (round −1 of the seed). With ``folds`` K ≥ 2: K rounds, fold f validating
     what the other K − 1 folds trained (indices −1 … −K for their random streams); else one round holding out
     ``holdout`` of the pairs. A tuning round's validation pairs stand in for its test pairs."""
-    pooled = torch.from_numpy(pool_digits(source.train.images))
+    digits = torch.from_numpy(model_digits(source.train.images, size))
     labels = torch.from_numpy(source.train.labels.astype(np.int64))
     generator = rng.generator(seed, -1, 0, "data")
-    pairs = draw_pairs(pooled, labels, n_pairs, generator, f"lower --tune-pairs {MORE_TRAINING_DIGITS}")
+    pairs = draw_pairs(digits, labels, n_pairs, generator, f"lower --tune-pairs {MORE_TRAINING_DIGITS}")
     if folds < 2:
         fit, val = split_validation(pairs, holdout)
         if val is None:
@@ -265,11 +267,13 @@ def draw_rounds(
     val_fraction: float,
     seed: int,
     first: int = 0,
+    size: int = INPUT_SIZE,
 ) -> list[RoundData]:
     """Rounds ``first`` … ``first + rounds − 1``; each round's pairs come from its own generator (seed, round), so
-    a round's data never depends on which other rounds were drawn."""
+    a round's data never depends on which other rounds were drawn. ``size``: the side of the digits the model
+    reads (``model_digits``)."""
     pools = [
-        (torch.from_numpy(pool_digits(d.images)), torch.from_numpy(d.labels.astype(np.int64)))
+        (torch.from_numpy(model_digits(d.images, size)), torch.from_numpy(d.labels.astype(np.int64)))
         for d in (source.train, source.test)
     ]
     result = []

@@ -1,7 +1,8 @@
 """Export a checkpoint to ONNX, and keep the file only if it passes the checker and parity with torch.
 
-The graph takes ``pairs`` float32 N×2×14×14 (pooled digits in [0, 1], white on black; normalisation is inside)
-and returns ``le_probability`` (N) and ``digit_probabilities`` (N×2×10); only the batch axis is dynamic.
+The graph takes ``pairs`` float32 N×2×14×14 (pooled digits in [0, 1], white on black; normalisation is inside),
+or N×2×28×28 for a model of full resolution (the 28×28 digits themselves), and returns ``le_probability`` (N)
+and ``digit_probabilities`` (N×2×10); only the batch axis is dynamic.
 A variant with test-time views exports both readings in one graph, an ``If`` on the optional boolean input
 ``all_views`` (true unless fed): every view, or the first view alone (predict's early exit). The weights are stored
 once.
@@ -28,29 +29,31 @@ from torch import nn
 
 from . import __version__
 from .contract import (
-    INPUT_CONTRACT,
+    BATCH_AXIS,
     INPUT_NAME,
-    INPUT_SHAPE,
     LABELS,
     METADATA_FORMAT,
     METADATA_KEY,
     OUTPUT_NAMES,
     OUTPUTS,
+    POLARITY,
     VIEWS_INPUT,
+    input_contract,
+    input_shape,
 )
 from .data import DigitSource, PairSet, draw_pairs
 from .errors import DigitcmpError
 from .files import atomic_write
 from .model.checkpoint import load_checkpoint
 from .model.network import ComparisonNet
-from .preprocess import pool_digits
+from .preprocess import model_digits
 
 PARITY_TOLERANCE = 1e-5
 CHECKPOINT_NAMES = ("checkpoint.pt", "best.pt")  # what train and bench write in their run folders
 
 
 class ProbabilityModel(nn.Module):
-    """What the ONNX graph computes: probabilities from a pair batch N×2×14×14, each output's logits divided by the
+    """What the ONNX graph computes: probabilities from a pair batch N×2×S×S, each output's logits divided by the
     temperature training fitted (``calibration``: digitcmp.calibration; 1 where a checkpoint has none)."""
 
     def __init__(self, net: ComparisonNet, calibration: dict | None = None, tta: bool | None = None) -> None:
@@ -61,6 +64,11 @@ class ProbabilityModel(nn.Module):
         self.digit_temperature = (calibration or {}).get("digit_temperature", 1.0)
         self.comparison_temperature = (calibration or {}).get("comparison_temperature", 1.0)
         self.tta = tta
+
+    @property
+    def size(self) -> int:
+        """The side of the digits it reads."""
+        return self.net.size
 
     def first_view(self) -> ProbabilityModel | None:
         """The same model reading the first view alone, or None where it reads only that one anyway."""
@@ -99,9 +107,9 @@ def latest_checkpoint(root: Path = Path("runs")) -> Path:
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
 
-def parity_pairs(source: DigitSource, n: int, seed: int) -> PairSet:
-    """Real test pairs for the parity check."""
-    pooled = torch.from_numpy(pool_digits(source.test.images))
+def parity_pairs(source: DigitSource, n: int, seed: int, size: int) -> PairSet:
+    """Real test pairs for the parity check, as a model of that input side reads them."""
+    pooled = torch.from_numpy(model_digits(source.test.images, size))
     labels = torch.from_numpy(source.test.labels.astype(np.int64))
     return draw_pairs(pooled, labels, min(n, len(labels) // 2), torch.Generator().manual_seed(seed))
 
@@ -119,7 +127,7 @@ def build_metadata(net: ComparisonNet, meta: dict, checkpoint: Path, opset: int)
         "test_rounds": meta.get("round_count"),  # how many rounds the mean and std are over (absent before 0.4.1)
         "data": meta.get("data"),
         "calibration": meta.get("calibration"),
-        "input": INPUT_CONTRACT,
+        "input": input_contract(net.size),
         "outputs": OUTPUTS,
         "labels": LABELS,
         "digitcmp_version": __version__,
@@ -135,8 +143,9 @@ def traced(model: ProbabilityModel, opset: int):
     """The model as an ONNX model in memory (the TorchScript exporter)."""
     import onnx
 
-    example = torch.rand(3, *INPUT_SHAPE[1:])  # any batch size: the batch axis is declared dynamic
-    dynamic = {name: {0: INPUT_SHAPE[0]} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    shape = input_shape(model.size)
+    example = torch.rand(3, *shape[1:])  # any batch size: the batch axis is declared dynamic
+    dynamic = {name: {0: BATCH_AXIS} for name in (INPUT_NAME, *OUTPUT_NAMES)}
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the exporter's deprecation notes are for torch developers, not digitcmp's users
         warnings.simplefilter("ignore")
@@ -220,8 +229,8 @@ def write_onnx(model: ProbabilityModel, path: Path, opset: int, metadata: dict) 
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     proto.producer_name, proto.producer_version = "digitcmp", __version__
     proto.doc_string = (
-        f"Is the first MNIST digit ≤ the second? Input '{INPUT_NAME}' N×2×14×14 float32 in [0, 1], "
-        f"{INPUT_CONTRACT['polarity']}; {LABELS}."
+        f"Is the first MNIST digit ≤ the second? Input '{INPUT_NAME}' N×2×{model.size}×{model.size} float32 in [0, 1], "
+        f"{POLARITY}; {LABELS}."
     )
     onnx.save(proto, str(path))
 
@@ -286,7 +295,7 @@ def export_onnx(
     out = out or checkpoint.parent / f"{net.variant.name}.onnx"
     model = ProbabilityModel(net, meta.get("calibration")).eval()
     metadata = build_metadata(net, meta, checkpoint, opset)
-    test_pairs = parity_pairs(source, pairs, seed)
+    test_pairs = parity_pairs(source, pairs, seed, net.size)
     batch_sizes = (1, 7, len(test_pairs))
     result: dict = {}
 

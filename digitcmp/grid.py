@@ -21,11 +21,21 @@ QUICK_ROUNDS = 3
 # What identifies a grid cell in results files, baselines and comparisons: the variant and the training axes.
 TRAINING_AXES = ("lr", "batch_size", "weight_decay")
 KEY_FIELDS = (*(f.name for f in fields(Variant)), *TRAINING_AXES)
+# Fields added after results files existed, and their default: a cell at the default is identified without them, so
+# the identities of earlier versions' cells (their baselines, comparisons and --resume) still hold.
+LATER_FIELDS = {"resolution": "pooled"}
+
+
+def identity_fields(record: dict) -> dict:
+    """The fields that identify a cell in a record (or a job's settings): every key field, less those added later
+    where they hold their default."""
+    at_default = {name for name, default in LATER_FIELDS.items() if (record.get(name) or default) == default}
+    return {name: record.get(name) for name in KEY_FIELDS if name not in at_default}
 
 
 def cell_key(record: dict) -> str:
     """A results record's identity as one hashable value (layer sizes are lists in JSON)."""
-    return json.dumps([record.get(name) for name in KEY_FIELDS])
+    return json.dumps(list(identity_fields(record).values()))
 
 
 @dataclass(frozen=True)
@@ -60,8 +70,7 @@ class Job:
 
     def key(self) -> dict:
         """The fields that identify this cell in results files and baselines."""
-        values = {**self.variant.to_dict(), **self.config.to_dict()}
-        return {name: values[name] for name in KEY_FIELDS}
+        return identity_fields({**self.variant.to_dict(), **self.config.to_dict()})
 
     @property
     def identity(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 
 from . import __version__
-from .contract import INPUT_CONTRACT, LABELS
+from .contract import LABELS, MNIST_STYLE
 
 PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
 DIGIT = {"type": "integer", "minimum": 0, "maximum": 9}
@@ -87,7 +87,11 @@ MODEL = {
         "test_accuracy_std": NULLABLE_NUMBER,
         "test_rounds": {"type": ["integer", "null"], "description": "The training rounds that mean and std are over."},
         "data": {"type": ["string", "null"], "description": "The digits it was trained and tested on."},
-        "input": {"type": "object", "description": f"The graph's input: {INPUT_CONTRACT['preprocessing']}."},
+        "input": {
+            "type": "object",
+            "description": f"The graph's input: pairs of {MNIST_STYLE}s, 2×2 "
+            "average-pooled to 14×14 or (a model of full resolution) as they are.",
+        },
         "outputs": {"type": "object"},
         "labels": {"type": "string"},
         "digitcmp_version": {"type": ["string", "null"]},

@@ -24,7 +24,16 @@ from .contract import METADATA_KEY, VIEWS_INPUT, describe_violation
 from .errors import DigitcmpError, TooLarge
 from .files import atomic_write
 from .ink import WORK_SIDE, Ink, NoDigit, SeveralDigits
-from .preprocess import MAX_FILE_BYTES, MAX_PIXELS, picture_digit, picture_pair, pool_digits, prepared_array
+from .preprocess import (
+    INPUT_SIZE,
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    model_digits,
+    picture_digit,
+    picture_pair,
+    pool_digits,
+    prepared_array,
+)
 from .schema import problems
 
 BATCH = 256
@@ -51,6 +60,10 @@ class Digit:
     pooled: np.ndarray  # float32 14×14 in [0, 1]: the model's input
     picture: dict | None = None  # for a picture: how its ink was isolated (for --json, and for finding out why)
     place: str | None = None  # where it stood in a picture holding both digits: left, right, top or bottom
+
+    def pixels(self, size: int) -> np.ndarray:
+        """The digit as a model of that input side reads it: the pooled 14×14, or the 28×28 digit in [0, 1]."""
+        return self.pooled if size == INPUT_SIZE else model_digits(self.image[None], size)[0]
 
 
 def read_file(path: Path) -> bytes:
@@ -161,11 +174,12 @@ class Model:
     session: object
     input_name: str
     metadata: dict
+    size: int = INPUT_SIZE  # the side of the digits the graph reads: 14 (pooled) or 28 (full resolution)
     first_view: bool = False  # whether the graph can read a pair in its first view alone (contract.VIEWS_INPUT)
     all_views: bool = False  # read every pair in every view, never exiting early (to measure the rule)
 
     def run(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Comparison and digit probabilities of pairs N×2×14×14: the first view alone where it is sure
+        """Comparison and digit probabilities of pairs N×2×S×S: the first view alone where it is sure
         (``EARLY_EXIT``), every view for the rest, at a fraction of the cost of every view for all."""
         feeds = {self.input_name: pairs.astype(np.float32, copy=False)}
         if not self.first_view or self.all_views:
@@ -220,7 +234,8 @@ def load_model(path: Path | None = None, threads: int | None = None) -> Model:
             f"model {path} has digitcmp metadata that breaks its contract ({broken[0]}); export it again"
         )
     switches = {i.name for i in session.get_overridable_initializers()}
-    return Model(path, session, inputs[0].name, metadata, first_view=VIEWS_INPUT in switches)
+    size = inputs[0].shape[-1]
+    return Model(path, session, inputs[0].name, metadata, size, first_view=VIEWS_INPUT in switches)
 
 
 # A digit read below this probability, or a comparison answered below it, is reported as unsure (with the
@@ -315,7 +330,7 @@ def run_pairs(model: Model, pairs: list[tuple[Digit, Digit]]) -> list[Prediction
 
 def run_batch(model: Model, pairs: list[tuple[Digit, Digit]]) -> list[Prediction]:
     """One model call for every pair given (the server's batches too)."""
-    le, digits = model.run(np.stack([np.stack([a.pooled, b.pooled]) for a, b in pairs]))
+    le, digits = model.run(np.stack([np.stack([a.pixels(model.size), b.pixels(model.size)]) for a, b in pairs]))
     refuses = model.refuses_nondigits
     return [Prediction(a, b, float(p), d, refuses) for (a, b), p, d in zip(pairs, le, digits, strict=True)]
 

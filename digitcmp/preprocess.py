@@ -1,8 +1,8 @@
 """Preprocessing defined once, shared by training data and ``predict`` (no torch: predict must not need it).
 
 A model's input is a pair of 14×14 digits in [0, 1], white on black, each the 2×2 average pool of a 28×28
-MNIST-style digit. Normalisation with ``MNIST_MEAN``/``MNIST_STD`` happens inside the model (and so inside the
-ONNX graph), never here.
+MNIST-style digit, or (a model of full resolution) the pair of 28×28 digits themselves. Normalisation with
+``MNIST_MEAN``/``MNIST_STD`` happens inside the model (and so inside the ONNX graph), never here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,16 @@ def pool_digits(images: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected digits of shape N×28×28, got {images.shape}")
     scaled = images.astype(np.float32) / np.float32(255.0)
     return scaled.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4), dtype=np.float32)
+
+
+def model_digits(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 digits N×28×28 (0-255) → float32 N×size×size in [0, 1], the digits a model of that input side reads:
+    the 2×2 average pool at 14, the digits themselves at 28."""
+    if size == INPUT_SIZE:
+        return pool_digits(images)
+    if images.ndim != 3 or images.shape[1:] != (size, size):
+        raise ValueError(f"expected digits of shape N×{size}×{size}, got {images.shape}")
+    return images.astype(np.float32) / np.float32(255.0)
 
 
 MAX_PIXELS = 50_000_000  # refuse larger images (decompression bombs) before decoding them

@@ -32,7 +32,7 @@ from .model.checkpoint import save_checkpoint
 from .model.losses import comparison_loss, uniform_loss
 from .model.network import ComparisonNet, count_parameters, member_state
 from .nondigits import nondigits
-from .preprocess import pool_digits
+from .preprocess import model_digits
 from .schema import SCHEMA_VERSION
 from .variant import Variant
 
@@ -234,22 +234,22 @@ def curve_pairs(pairs: PairSet, curves: Curves) -> PairSet:
 
 
 def nondigit_pool(config: TrainConfig, variant: Variant, pairs: int, seed: int, device: torch.device):
-    """The pooled non-digits (P×14×14) a run shows its digit head, or None where --nondigits is off or the variant
-    names no digits; generated from the run's seed, so every round of it sees the same pictures."""
+    """The non-digits (P×S×S, as the model reads digits) a run shows its digit head, or None where --nondigits is
+    off or the variant names no digits; generated from the run's seed, so every round of it sees the same pictures."""
     if not config.nondigits or not variant.names_digits:
         return None
-    return pooled_nondigits(min(NONDIGIT_POOL, 2 * pairs), seed).to(device)
+    return model_nondigits(min(NONDIGIT_POOL, 2 * pairs), seed, variant.resolution.size).to(device)
 
 
 @functools.cache
-def pooled_nondigits(count: int, seed: int) -> torch.Tensor:
-    """The run's non-digits, pooled, drawn once per process (seconds for a full pool) and shared by every chunk of
-    rounds and every cell of a bench that asks for the same ones."""
-    return torch.from_numpy(pool_digits(nondigits(count, rng.derive_seed(seed, 0, 0, "nondigits"))))
+def model_nondigits(count: int, seed: int, size: int) -> torch.Tensor:
+    """The run's non-digits as the model reads digits, drawn once per process (seconds for a full pool) and shared
+    by every chunk of rounds and every cell of a bench that asks for the same ones."""
+    return torch.from_numpy(model_digits(nondigits(count, rng.derive_seed(seed, 0, 0, "nondigits")), size))
 
 
 def with_nondigits(inputs: torch.Tensor, pool: torch.Tensor | None, generators: list[torch.Generator]) -> torch.Tensor:
-    """A batch of pairs (networks × B × 2 × 14 × 14) with NONDIGIT_SHARE·B pairs of random non-digits appended, each
+    """A batch of pairs (networks × B × 2 × S × S) with NONDIGIT_SHARE·B pairs of random non-digits appended, each
     network's own draw."""
     if pool is None:
         return inputs
@@ -451,7 +451,7 @@ def run_train(
     on_epoch: Callable[[int], None] | None = None,
 ) -> TrainRun:
     """Train ``variant`` for ``rounds`` fresh rounds, then write the best round's checkpoint and results.json."""
-    data = draw_rounds(source, rounds, pairs, test_pairs, config.val_fraction, seed)
+    data = draw_rounds(source, rounds, pairs, test_pairs, config.val_fraction, seed, size=variant.resolution.size)
     result = train_variant(variant, data, config, device, seed, on_epoch=on_epoch)
     context = {"seed": seed, "data": source.describe(), "environment": environment(str(device))}
     context["calibration"] = fit_calibration(result, data, device)

@@ -27,7 +27,7 @@ from .presets import PresetCell, get_preset
 from .runs import cell_id
 from .study import Outcome, Study, StudyRun, guarded, run_study, variant_record
 from .train import RunResult, train_variant
-from .variant import Technique
+from .variant import Technique, digit_size
 
 SEARCHED = ("aux_weight", "channels", "hidden", "activation", "dropout", "batch_norm", "head_width", "lr",
             "batch_size", "weight_decay")  # fmt: skip
@@ -160,8 +160,11 @@ def tune_cells(
 
 def tuning_and_evaluation_rounds(config: TuneConfig, source: DigitSource) -> tuple[list, list, int]:
     """What every cell reads: the tuning rounds (from training digits only), the evaluation rounds, the seed."""
-    tuning = draw_tuning_rounds(source, config.tune_pairs, config.seed, config.holdout, config.folds)
-    evaluation = draw_rounds(source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed)
+    size = digit_size(config.variant_options)
+    tuning = draw_tuning_rounds(source, config.tune_pairs, config.seed, config.holdout, config.folds, size)
+    evaluation = draw_rounds(
+        source, config.rounds, config.pairs, config.test_pairs, config.val_fraction, config.seed, size=size
+    )
     return tuning, evaluation, config.seed
 
 

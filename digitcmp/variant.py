@@ -35,6 +35,19 @@ class Head(Choice):
     structured = "structured"
 
 
+class Resolution(Choice):
+    """Which digits a model reads: the study's 2×2 average pool of the 28×28 digit, or the 28×28 digit itself, whose
+    strokes pooling can merge."""
+
+    pooled = "pooled"
+    full = "full"
+
+    @property
+    def size(self) -> int:
+        """Pixels a side of the digits the model reads."""
+        return 14 if self is Resolution.pooled else 28
+
+
 class Technique(Choice):
     """The study's four techniques, the columns of its table: (weight sharing, auxiliary loss)."""
 
@@ -91,6 +104,8 @@ class Variant:
                              unit="warps")  # fmt: skip
     ensemble: int = setting("Networks per model, trained independently, probabilities averaged.", low=1,
                             high=MAX_ENSEMBLE, unit="networks", shown="1")  # fmt: skip
+    resolution: Resolution = setting("Digits the model reads: pooled (14×14, the study's 2×2 average pool) or full "
+                                     "(MNIST's 28×28 digits).", Resolution.pooled, shown="pooled")  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -135,6 +150,8 @@ class Variant:
             tower.append(f"do{self.dropout:g}")
         if self.batch_norm != spec.batch_norm:
             tower.append("bn" if self.batch_norm else "nobn")
+        if self.resolution != Resolution.pooled:
+            tower.append(self.resolution.value)
         parts = [*tower, "ws" if self.weight_sharing else "sep"]
         parts.append(f"aux{self.aux_weight:g}" if self.aux_weight else "noaux")
         if self.head != spec.head:
@@ -179,6 +196,12 @@ class Variant:
         return create_variant(**options, ensemble=data.get("ensemble", 1), tta_warps=data.get("tta_warps", 0))
 
 
+def digit_size(options: dict) -> int:
+    """The input side of the variants ``create_variant`` makes with these options: bench's and tune's cells share
+    one resolution, and so one set of drawn pairs."""
+    return Resolution(options.get("resolution") or Resolution.pooled).size
+
+
 # The variant users get when they name none: the best the project has measured (docs/results.md).
 DEFAULT_ARCH, DEFAULT_WEIGHT_SHARING, DEFAULT_AUX_WEIGHT = "vgg4", True, 1.0
 # What create_variant accepts besides the architecture, weight sharing and auxiliary weight (bench grid axes too).
@@ -205,6 +228,7 @@ def create_variant(
     tta: bool | None = None,
     ensemble: int | None = None,
     tta_warps: int | None = None,
+    resolution: str | None = None,
 ) -> Variant:
     """The one place a variant is resolved: options left as None take the default variant's values (architecture,
     weight sharing, auxiliary weight), then the architecture's own. One channel count scales the architecture's
@@ -230,4 +254,5 @@ def create_variant(
         tta=tta,
         ensemble=spec.ensemble if ensemble is None else ensemble,
         tta_warps=(spec.tta_warps if tta else 0) if tta_warps is None else tta_warps,
+        resolution=resolution or Resolution.pooled,
     )

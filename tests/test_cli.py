@@ -58,6 +58,7 @@ def test_train_json_writes_checkpoint_and_results(tmp_path):
         "tta": False,
         "ensemble": 1,
         "tta_warps": 0,
+        "resolution": "pooled",
     }
     assert [
         set(r) >= {"round", "train_accuracy", "test_accuracy", "digit_accuracy", "seconds"} for r in record["rounds"]

@@ -137,6 +137,10 @@ class Distorted(nn.Module):
     def views(self, tta: bool | None = None) -> int:
         return self.net.views(tta)
 
+    @property
+    def size(self) -> int:
+        return self.net.size
+
     def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``alone``: distorted only when a pair comes on its own (batch size 1), as a graph whose result depends on
         the batch size would be; the size is read with tensor operations so that it stays in the exported graph."""
@@ -258,7 +262,7 @@ def test_check_parity_measures_probabilities_and_decisions(zero_network, tmp_pat
     net, _ = load_checkpoint(zero_network)
     path = tmp_path / "m.onnx"
     write_onnx(ProbabilityModel(Distorted(net, **distortion)).eval(), path, 17, {})
-    pairs = parity_pairs(load_source(None), 40, seed=0)
+    pairs = parity_pairs(load_source(None), 40, seed=0, size=14)
     worst, identical, onnx_accuracy, torch_accuracy = check_parity(
         path, ProbabilityModel(net).eval(), pairs, (1, 7, 40)
     )

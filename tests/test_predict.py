@@ -122,7 +122,9 @@ def test_a_model_must_return_its_outputs_in_the_contracts_order():
     shape = [["batch", 2, 14, 14]]
     assert describe_violation(shape, list(OUTPUT_NAMES)) is None
     assert "does not return" in describe_violation(shape, list(reversed(OUTPUT_NAMES)))
-    assert "does not take" in describe_violation([["batch", 2, 28, 28]], list(OUTPUT_NAMES))
+    assert describe_violation([[1, 2, 28, 28]], list(OUTPUT_NAMES)) is None  # a model of full resolution
+    assert "does not take" in describe_violation([["batch", 2, 20, 20]], list(OUTPUT_NAMES))
+    assert "does not take" in describe_violation([["batch", 2, 14, 28]], list(OUTPUT_NAMES))
 
 
 def test_shipped_model_metadata_and_contract():

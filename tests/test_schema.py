@@ -141,7 +141,7 @@ def test_the_shipped_model_metadata_follows_the_schema():
     assert problems(metadata, "onnx-metadata") == []
     for change in (
         lambda m: m.update(format="digitcmp-onnx/2"),
-        lambda m: m["input"].update(shape=["batch", 2, 28, 28]),
+        lambda m: m["input"].update(shape=["batch", 2, 20, 20]),
         lambda m: m["input"].update(polarity="black digit on white background"),
         lambda m: m.pop("labels"),
         lambda m: m["variant"].update(arch=""),

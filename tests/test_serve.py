@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from digitcmp import __version__
 from digitcmp.cli import app
-from digitcmp.contract import INPUT_CONTRACT, LABELS, OUTPUTS
+from digitcmp.contract import LABELS, OUTPUTS, input_contract
 from digitcmp.predict import load_model
 
 starlette = pytest.importorskip("starlette")
@@ -113,7 +113,7 @@ def test_model_health_and_page(client):
         "model": "digitcmp.onnx",
         **{key: metadata.get(key) for key in ("variant", "variant_name", "params", "test_accuracy_mean",
                                               "test_accuracy_std", "test_rounds", "data", "digitcmp_version", "opset")},
-        "input": INPUT_CONTRACT,
+        "input": input_contract(14),
         "outputs": OUTPUTS,
         "labels": LABELS,
         "server_version": __version__,

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..archs import get_arch
 from ..augment import TTA_SHIFTS, take_views, tta_views
-from ..preprocess import INPUT_SIZE, MNIST_MEAN, MNIST_STD
+from ..preprocess import MNIST_MEAN, MNIST_STD
 from ..variant import Variant
 from .layers import MemberConv2d, MemberDropout, MemberLinear
 from .towers import JointTower, activation
@@ -69,7 +69,7 @@ class ComparisonNet(nn.Module):
             self.head = nn.Sequential(*layers, MemberLinear(networks, width or inputs, classes))
         self.initialise(generators or [torch.default_generator] * networks)
         # Derived from the variant, not learned: rebuilt with the model, never saved in checkpoints.
-        view_index, view_weight = tta_views(variant.tta_warps)
+        view_index, view_weight = tta_views(variant.tta_warps, variant.resolution.size)
         self.register_buffer("view_index", view_index, persistent=False)
         self.register_buffer("view_weight", view_weight, persistent=False)
 
@@ -86,16 +86,17 @@ class ComparisonNet(nn.Module):
                 module.generators = generators
 
     def forward(self, pairs: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pairs E×B×2×14×14 → (comparison logit E×B, digit logits E×B×2×10), one model per member.
+        """Pairs E×B×2×S×S → (comparison logit E×B, digit logits E×B×2×10), one model per member.
 
         The probabilities are averaged (in log space; the logits returned are those of the averaged
         probabilities) over the ensemble's networks and, with test-time augmentation in eval mode, over the pair,
         its four 1-pixel shifts and the variant's fixed warps. ``tta`` overrides the variant's setting.
         """
         views = self.views(tta)
-        if views > 1:  # E×B×2×14×14 → E×(V·B)×2×14×14, view-major: one gather makes every view
+        if views > 1:  # E×B×2×S×S → E×(V·B)×2×S×S, view-major: one gather makes every view
+            size = pairs.shape[-1]
             pairs = take_views(pairs.flatten(-2), self.view_index, self.view_weight)
-            pairs = pairs.unflatten(-1, (views, INPUT_SIZE, INPUT_SIZE))
+            pairs = pairs.unflatten(-1, (views, size, size))
             pairs = pairs.movedim(3, 1).flatten(1, 2)  # E×B×2×V×… → E×V×B×2×…
         ensemble = self.variant.ensemble
         logits, digits = self.single_view(pairs.repeat_interleave(ensemble, dim=0) if ensemble > 1 else pairs)
@@ -109,6 +110,11 @@ class ComparisonNet(nn.Module):
 
         log_le, log_gt = log_mean(F.logsigmoid(logits)), log_mean(F.logsigmoid(-logits))
         return log_le - log_gt, log_mean(F.log_softmax(digits, dim=-1))
+
+    @property
+    def size(self) -> int:
+        """The side of the digits it reads: 14 (pooled) or 28 (full resolution)."""
+        return self.variant.resolution.size
 
     def views(self, tta: bool | None = None) -> int:
         """How many views of each pair ``forward`` averages: 5 + warps with test-time averaging in eval mode, else 1."""

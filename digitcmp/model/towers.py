@@ -1,7 +1,7 @@
 """Tower builders, named by the registry (``digitcmp.archs``): ``(members, variant)`` → a ``Tower`` mapping digits
-E×B×14×14 to digit logits E×B×10, built from the variant's channels, hidden layers, activation, dropout rate and
-batch normalisation; or, for architectures that read both digits together, a ``JointTower``. Each builder places
-dropout and batch normalisation where its design has them."""
+E×B×S×S (S: the variant's input side, 14 or 28) to digit logits E×B×10, built from the variant's channels, hidden
+layers, activation, dropout rate and batch normalisation; or, for architectures that read both digits together, a
+``JointTower``. Each builder places dropout and batch normalisation where its design has them."""
 
 from __future__ import annotations
 
@@ -94,18 +94,32 @@ def dense(
     return layers
 
 
-def with_classifier(members: int, trunk: list[nn.Module], features: int, variant: Variant, **dense_options) -> Tower:
+def flat_features(trunk: list[nn.Module], example: torch.Tensor) -> int:
+    """Features per network at the end of a trunk that ends in ``MapsToVectors``, found by passing a zero input
+    of the variant's side through it (in eval mode, so batch norm needs no batch): each tower's sizes (14 → 7 → 3,
+    28 → 14 → 7, …) follow from its layers, never written out twice."""
+    probe = nn.Sequential(*trunk).eval()
+    with torch.no_grad():
+        features = probe(example).shape[-1]
+    probe.train()
+    return features
+
+
+def with_classifier(members: int, trunk: list[nn.Module], variant: Variant, **dense_options) -> Tower:
     """A conv tower: its trunk up to the flattened maps, then the fully connected digit classifier."""
     trunk = [*trunk, MapsToVectors(members)]
+    size = variant.resolution.size
+    features = flat_features(trunk, torch.zeros(members, 1, size, size))
     return Tower(*trunk, *dense(members, features, variant, **dense_options), split=len(trunk), feature_size=features)
 
 
 def fully_connected(members: int, variant: Variant) -> Tower:
-    """shallow-fc and deep-fc: 196 pixels → hidden layers (batch norm before the activation, dropout after it).
-    Their features are the last hidden layer's activations (the pixels themselves without hidden layers)."""
-    layers = [ImagesToVectors(), *dense(members, 196, variant, norm=variant.batch_norm, dropout_from=1)]
+    """shallow-fc and deep-fc: the pixels (196 at 14×14) → hidden layers (batch norm before the activation, dropout
+    after it). Their features are the last hidden layer's activations (the pixels themselves without hidden layers)."""
+    pixels = variant.resolution.size**2
+    layers = [ImagesToVectors(), *dense(members, pixels, variant, norm=variant.batch_norm, dropout_from=1)]
     split = len(layers) - (2 if variant.dropout and variant.hidden else 1)  # before the last dropout and linear
-    return Tower(*layers, split=split, feature_size=variant.hidden[-1] if variant.hidden else 196)
+    return Tower(*layers, split=split, feature_size=variant.hidden[-1] if variant.hidden else pixels)
 
 
 def lenet(members: int, variant: Variant) -> Tower:
@@ -116,7 +130,7 @@ def lenet(members: int, variant: Variant) -> Tower:
         layers.append(MemberConv2d(members, channels_in, channels_out))
         layers += [MemberBatchNorm2d(members, channels_out)] if variant.batch_norm else []
         layers += [nn.MaxPool2d(2), activation(variant)]
-    return with_classifier(members, layers, variant.channels[-1] * 2 * 2, variant, norm=False, dropout_from=0)
+    return with_classifier(members, layers, variant, norm=False, dropout_from=0)
 
 
 def conv_blocks(members: int, variant: Variant, channels_in: int) -> list[nn.Module]:
@@ -133,7 +147,7 @@ def conv_blocks(members: int, variant: Variant, channels_in: int) -> list[nn.Mod
 def conv6(members: int, variant: Variant) -> Tower:
     """Six blocks of unpadded 3×3 convolution, batch norm, activation and dropout: 14 → 2."""
     layers = [ImagesToMaps(), *conv_blocks(members, variant, 1)]
-    return with_classifier(members, layers, variant.channels[-1] * 2 * 2, variant, norm=False, dropout_from=None)
+    return with_classifier(members, layers, variant, norm=False, dropout_from=None)
 
 
 def vgg4(members: int, variant: Variant) -> Tower:
@@ -146,7 +160,7 @@ def vgg4(members: int, variant: Variant) -> Tower:
         layers.append(activation(variant))
         if index % 2 == 1:  # end of a stage
             layers.append(nn.MaxPool2d(2))
-    return with_classifier(members, layers, variant.channels[-1] * 3 * 3, variant, norm=False, dropout_from=0)
+    return with_classifier(members, layers, variant, norm=False, dropout_from=0)
 
 
 def strided_cnn(members: int, variant: Variant) -> Tower:
@@ -157,7 +171,7 @@ def strided_cnn(members: int, variant: Variant) -> Tower:
         layers.append(MemberConv2d(members, channels_in, channels_out, padding=2, stride=2))
         layers += [MemberBatchNorm2d(members, channels_out)] if variant.batch_norm else []
         layers += [activation(variant), nn.MaxPool2d(3, 2)]
-    return with_classifier(members, layers, variant.channels[-1], variant, norm=False, dropout_from=0)
+    return with_classifier(members, layers, variant, norm=False, dropout_from=0)
 
 
 def convnet3(members: int, variant: Variant) -> Tower:
@@ -170,14 +184,16 @@ def convnet3(members: int, variant: Variant) -> Tower:
         layers += [MemberBatchNorm2d(members, channels_out)] if variant.batch_norm else []
         layers.append(activation(variant))
         layers += [nn.MaxPool2d(2)] if index < 2 else []
-    return with_classifier(members, layers, variant.channels[-1], variant, norm=False, dropout_from=0)
+    return with_classifier(members, layers, variant, norm=False, dropout_from=0)
 
 
 def joint_conv6(members: int, variant: Variant) -> JointTower:
     """conv6's blocks on both digits at once (two input channels), then three heads on the shared features, each
     a hidden layer (activation, dropout of 0.5) and an output: the comparison, the first digit, the second."""
-    trunk = nn.Sequential(PairsToMaps(), *conv_blocks(members, variant, 2), MapsToVectors(members))
-    features = variant.channels[-1] * 2 * 2
+    layers = [PairsToMaps(), *conv_blocks(members, variant, 2), MapsToVectors(members)]
+    size = variant.resolution.size
+    features = flat_features(layers, torch.zeros(members, 1, 2, size, size))
+    trunk = nn.Sequential(*layers)
 
     def head(outputs: int) -> nn.Sequential:
         layers = dense(members, features, variant, norm=False, dropout_from=1, outputs=outputs,
