@@ -68,9 +68,14 @@ class Job:
     config: TrainConfig
     cell: PresetCell | None = None  # the report's cell it reproduces, with a preset
 
+    def fields(self) -> dict:
+        """The variant's fields and the training axes, as a results record holds them."""
+        values = {**self.variant.to_dict(), **self.config.to_dict()}
+        return {name: values[name] for name in KEY_FIELDS}
+
     def key(self) -> dict:
         """The fields that identify this cell in results files and baselines."""
-        return identity_fields({**self.variant.to_dict(), **self.config.to_dict()})
+        return identity_fields(self.fields())
 
     @property
     def identity(self) -> str:

@@ -89,8 +89,8 @@ MODEL = {
         "data": {"type": ["string", "null"], "description": "The digits it was trained and tested on."},
         "input": {
             "type": "object",
-            "description": f"The graph's input: pairs of {MNIST_STYLE}s, 2×2 "
-            "average-pooled to 14×14 or (a model of full resolution) as they are.",
+            "description": f"The graph's input: pairs of digits, each a {MNIST_STYLE}, 2×2 average-pooled to "
+            "14×14 or (a model of full resolution) as it is.",
         },
         "outputs": {"type": "object"},
         "labels": {"type": "string"},

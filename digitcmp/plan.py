@@ -17,7 +17,7 @@ from .config import DATA_ENV, TrainConfig
 from .errors import DigitcmpError
 from .executor import SCALE, ExecutorConfig
 from .gate import Gate
-from .grid import QUICK_ROUNDS, TRAINING_AXES, BenchConfig, Job, TuneConfig, expand
+from .grid import LATER_FIELDS, QUICK_ROUNDS, TRAINING_AXES, BenchConfig, Job, TuneConfig, expand
 from .presets import get_preset
 from .runs import read_config, tuples
 from .settings import Choice, declared, flag, parse_list, setting
@@ -182,7 +182,7 @@ def plan_bench(request: BenchRequest, settings: dict[str, Any], pairs: int, test
             val_fraction=validation_share(preset, settings),
             preset=preset,
             seed=seed,
-            variant_options={name: settings.get(name) for name in SHARED_OPTIONS},
+            variant_options=shared_variant_options(settings),
             arch_overrides=quick_epochs if quick and not settings.get("epochs") else {},
             overrides={name: settings.get(name) for name in OVERRIDES},
         )
@@ -217,7 +217,7 @@ def plan_tune(request: TuneRequest, search: dict[str, Any], settings: dict[str, 
             pairs=pairs,
             test_pairs=test_pairs or pairs,
             seed=seed,
-            variant_options={name: settings.get(name) for name in SHARED_OPTIONS},
+            variant_options=shared_variant_options(settings),
             overrides={name: settings.get(name) for name in OVERRIDES},
         )
     cells = [Cell(spec, candidates(config, spec)) for spec in cell_specs(config)]  # checks every cell's grid
@@ -243,10 +243,21 @@ def validation_share(preset: str | None, settings: dict[str, Any]) -> float:
     return TrainConfig.val_fraction if given is None else given
 
 
+def shared_variant_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The variant options every cell of a grid shares. One added in a later version is left out where it is not
+    given, so a configuration (and the trials tune draws from its text) stays what it was before it existed."""
+    return {
+        name: settings.get(name)
+        for name in SHARED_OPTIONS
+        if name not in LATER_FIELDS or settings.get(name) is not None
+    }
+
+
 def refuse_grid_with_preset(settings: dict[str, Any], **own: Any) -> None:
-    """A preset brings its own cells: grid axes beside it would be ignored, so they are refused."""
+    """A preset brings its own cells (the reports' variants, on pooled digits): grid axes and a resolution beside
+    it would be ignored, so they are refused."""
     given = [flag(name) for name, value in own.items() if value]
-    given += [flag(name) for name in (*TOWER_OPTIONS, *TRAINING_AXES) if settings.get(name)]
+    given += [flag(name) for name in (*TOWER_OPTIONS, *TRAINING_AXES, "resolution") if settings.get(name)]
     if given:
         raise DigitcmpError(f"--preset brings its own cells; drop {', '.join(given)}")
 

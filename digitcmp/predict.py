@@ -57,7 +57,7 @@ class Digit:
 
     source: str  # the file's path (or an upload's name)
     image: np.ndarray  # uint8 28×28, white on black: the MNIST-style digit (saved by --save-digits)
-    pooled: np.ndarray  # float32 14×14 in [0, 1]: the model's input
+    pooled: np.ndarray  # float32 14×14 in [0, 1]: what a pooled model reads (``pixels``)
     picture: dict | None = None  # for a picture: how its ink was isolated (for --json, and for finding out why)
     place: str | None = None  # where it stood in a picture holding both digits: left, right, top or bottom
 

@@ -80,7 +80,7 @@ class Study:
 def variant_record(outcome: Outcome) -> dict:
     """One variant's entry in results.json."""
     record: dict = {
-        **outcome.job.key(),
+        **outcome.job.fields(),
         "name": outcome.job.variant.name,
         "status": "ok" if outcome.result else "failed",
         "train_config": outcome.job.config.to_dict(),

@@ -13,7 +13,7 @@ from conftest import assert_one_line_error
 from digits import PAIRS, labelled_pair, write_pair
 from typer.testing import CliRunner
 
-from digitcmp.augment import imitate_pictures, random_shift, take_views, tta_views
+from digitcmp.augment import elastic_warp, imitate_pictures, random_shift, take_views, tta_views, warp_grids
 from digitcmp.cli import app
 from digitcmp.config import TrainConfig
 from digitcmp.data import draw_rounds, load_source
@@ -21,6 +21,7 @@ from digitcmp.errors import DigitcmpError
 from digitcmp.export import export_onnx
 from digitcmp.grid import Job, cell_key
 from digitcmp.model.checkpoint import load_checkpoint, save_checkpoint
+from digitcmp.plan import shared_variant_options
 from digitcmp.predict import load_digit, load_model, predict_pairs
 from digitcmp.preprocess import model_digits, pool_digits
 from digitcmp.train import train_variant
@@ -40,13 +41,38 @@ def test_a_full_resolution_variant_is_named_checked_and_read_back():
 
 
 def test_pooled_cells_keep_their_identity_and_full_ones_get_their_own():
-    """Baselines, comparisons and --resume of runs from before the setting match pooled cells as before."""
+    """Baselines, comparisons and --resume of runs from before the setting match pooled cells as before: the
+    identity below is what digitcmp 0.4.1 gave this cell."""
     config = TrainConfig(epochs=1)
     pooled, full = Job(create_variant("lenet"), config), Job(create_variant("lenet", resolution="full"), config)
+    assert pooled.identity == "lenet-ws-aux1-991e71fba2"
     assert "resolution" not in pooled.key() and full.key()["resolution"] == "full"
-    older_record = {key: value for key, value in pooled.key().items()}
-    assert cell_key(older_record) == cell_key({**older_record, "resolution": "pooled"})
-    assert cell_key(pooled.key()) != cell_key(full.key()) and pooled.identity != full.identity
+    assert pooled.fields()["resolution"] == "pooled"  # what a results record holds
+    assert cell_key(pooled.fields()) == cell_key(pooled.key()) != cell_key(full.key())
+    assert full.identity.startswith("lenet-full-ws-aux1-") and full.identity != pooled.identity
+
+
+def test_pooled_augmentation_and_views_are_what_they_were():
+    """Measuring lengths in pixels of the pooled digits leaves 14×14 numbers exactly as digitcmp 0.4.1 made them."""
+    index, weight = tta_views(32)
+    assert int(index.long().sum()) == 2963989
+    assert float(weight.double().sum()) == 6916.586825731065
+    digits = torch.rand(2, 8, 2, 14, 14, generator=torch.Generator().manual_seed(1))
+
+    def generators() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(seed) for seed in (5, 6)]
+
+    changed = elastic_warp(digits, 0.5, generators(), rotate=10, shear=0.2)
+    changed = imitate_pictures(random_shift(changed, 1, generators()), generators(), 0.3, 0.5, 0.3, 0.03)
+    assert float(changed.double().sum()) == pytest.approx(2230.1033288584877, rel=1e-12)
+    assert float((changed.double() ** 2).sum()) == pytest.approx(1011.6611612825575, rel=1e-12)
+
+
+def test_elastic_warps_move_28x28_pixels_twice_as_far():
+    """A warp of strength 0.5 moves a 14×14 digit's pixels by 0.5 px (std) and a 28×28 digit's by 1 px."""
+    grids = warp_grids(400, 28, 0.5, torch.device("cpu"), torch.float32)
+    identity = warp_grids(1, 28, 0.0, torch.device("cpu"), torch.float32)
+    assert ((grids - identity) * 14).std().item() == pytest.approx(1.0, abs=0.1)  # grid units: 2/28 per pixel
 
 
 def test_a_full_resolution_run_draws_the_same_digits_unpooled():
@@ -134,3 +160,16 @@ def test_predict_feeds_a_full_resolution_model_the_28x28_digits(full_model, tmp_
 def test_an_unknown_resolution_is_one_line():
     result = CliRunner().invoke(app, ["train", "--resolution", "half", "--epochs", "1"])
     assert_one_line_error(result, 2, "--resolution", "half")
+
+
+@pytest.mark.parametrize("command", ["bench", "tune"])
+def test_a_preset_refuses_a_resolution_its_cells_would_not_read(command):
+    """A preset's cells are the reports' variants on pooled digits: a resolution beside it is refused, not ignored."""
+    result = CliRunner().invoke(app, [command, "--preset", "batchnorm-cv", "--resolution", "full"])
+    assert_one_line_error(result, 2, "--preset brings its own cells", "--resolution")
+
+
+def test_a_grid_that_names_no_resolution_keeps_the_configuration_it_had():
+    """tune draws its trials from the configuration's text: a setting nobody gave must not change it."""
+    assert "resolution" not in shared_variant_options({})
+    assert shared_variant_options({"resolution": "full"})["resolution"] == "full"

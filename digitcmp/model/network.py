@@ -94,9 +94,8 @@ class ComparisonNet(nn.Module):
         """
         views = self.views(tta)
         if views > 1:  # E×B×2×S×S → E×(V·B)×2×S×S, view-major: one gather makes every view
-            size = pairs.shape[-1]
             pairs = take_views(pairs.flatten(-2), self.view_index, self.view_weight)
-            pairs = pairs.unflatten(-1, (views, size, size))
+            pairs = pairs.unflatten(-1, (views, self.size, self.size))
             pairs = pairs.movedim(3, 1).flatten(1, 2)  # E×B×2×V×… → E×V×B×2×…
         ensemble = self.variant.ensemble
         logits, digits = self.single_view(pairs.repeat_interleave(ensemble, dim=0) if ensemble > 1 else pairs)
