@@ -48,7 +48,8 @@ from .model.checkpoint import load_checkpoint
 from .model.network import ComparisonNet
 from .preprocess import model_digits
 
-PARITY_TOLERANCE = 1e-5
+# Float32 sums in onnxruntime and torch differ: by up to about 1e-5 in a probability of a full-resolution vgg4.
+PARITY_TOLERANCE = 5e-5
 CHECKPOINT_NAMES = ("checkpoint.pt", "best.pt")  # what train and bench write in their run folders
 
 

@@ -171,12 +171,12 @@ def softmax_first(x: float) -> float:
 # Distortions of the zero network that export must refuse: Distorted's arguments, and whether the probabilities
 # differ beyond PARITY_TOLERANCE and the decisions are identical.
 DIVERGENT = {
-    # The 0 becomes more likely by 2.25e-5, about twice the tolerance; it was already the digit read.
-    "probability only": ({"digit": 0, "digit_shift": 2.5e-4}, True, True),
-    # 0.5 becomes 0.5 + 1e-6, a tenth of the tolerance, yet every '>' answer turns into '≤'.
+    # The 0 becomes more likely by 9e-5, about twice the tolerance; it was already the digit read.
+    "probability only": ({"digit": 0, "digit_shift": 1e-3}, True, True),
+    # 0.5 becomes 0.5 + 1e-6, a fiftieth of the tolerance, yet every '>' answer turns into '≤'.
     "decisions only": ({"shift": 4e-6}, False, False),
     # The same two, at batch size 1 only: the checks at the other batch sizes must not hide them.
-    "probability only, one pair at a time": ({"digit": 0, "digit_shift": 2.5e-4, "alone": True}, True, True),
+    "probability only, one pair at a time": ({"digit": 0, "digit_shift": 1e-3, "alone": True}, True, True),
     "decisions only, one pair at a time": ({"shift": 4e-6, "alone": True}, False, False),
 }
 
@@ -196,10 +196,10 @@ def test_an_onnx_file_that_differs_from_torch_is_refused_and_nothing_written(zer
 
 
 def test_a_difference_within_the_tolerance_is_written(zero_network, tmp_path, monkeypatch):
-    """The 0 more likely by 4.5e-6, under half the tolerance, with the same decisions: the file is kept."""
-    export_distorted(monkeypatch, digit=0, digit_shift=5e-5)
+    """The 0 more likely by 1.8e-5, under half the tolerance, with the same decisions: the file is kept."""
+    export_distorted(monkeypatch, digit=0, digit_shift=2e-4)
     summary = export_onnx(zero_network, tmp_path / "m.onnx", load_source(None), pairs=50)
-    assert summary.parity_max_difference == pytest.approx(softmax_first(5e-5) - 0.1, abs=1e-7)
+    assert summary.parity_max_difference == pytest.approx(softmax_first(2e-4) - 0.1, abs=1e-7)
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
