@@ -330,8 +330,8 @@ def main() -> None:
         print(f"MNIST test digits: {f['digits']:,}, {100 * f['digit_accuracy']:.2f}% read right, "
               f"{f['refused_as_not_a_digit']} refused as not a digit, "
               f"calibration error {100 * f['digit_ece']:.1f}%; {f['pairs']:,} pairs of them, "
-              f"{100 * f['pair_accuracy']:.2f}% compared right "
-              "(95%% interval %.2f-%.2f%%)" % tuple(100 * x for x in f["pair_accuracy_interval"]))  # fmt: skip
+              f"{100 * f['pair_accuracy']:.2f}% compared right (95% interval "
+              f"{100 * f['pair_accuracy_interval'][0]:.2f}-{100 * f['pair_accuracy_interval'][1]:.2f}%)")  # fmt: skip
     for name, f in figures.get("scans_8x8", {}).items():
         print(f"8×8 scans given {name}: {f['digits']:,}, {100 * f['digit_accuracy']:.1f}% read right, "
               f"{f['refused_as_not_a_digit']} refused as not a digit")  # fmt: skip
