@@ -7,15 +7,15 @@
 from __future__ import annotations
 
 from .preprocess import INPUT_SIZE
+from .variant import Resolution
 
 METADATA_KEY = "digitcmp"  # metadata_props key of the JSON document export writes and predict requires
 METADATA_FORMAT = "digitcmp-onnx/1"
 INPUT_NAME = "pairs"
 BATCH_AXIS = "batch"
-# The digits a model reads: the study's 2×2 average pool (14×14), or the 28×28 digits themselves (a model of
-# full resolution). The graph's input shape says which; the metadata's "input" describes it.
-FULL_SIZE = 28
-INPUT_SIZES = (INPUT_SIZE, FULL_SIZE)
+# The sides of the digits a model may read (``Resolution``): the graph's input shape says which; the metadata's
+# "input" describes it.
+INPUT_SIZES = tuple(resolution.size for resolution in Resolution)
 OUTPUT_NAMES = ("le_probability", "digit_probabilities")
 # An optional boolean input (an initializer, true unless fed) of models with test-time views: false reads each pair
 # in its first view alone, a fraction of the cost, for predict's early exit (digitcmp.predict.Model.run).
@@ -48,7 +48,7 @@ def describe_violation(input_shapes: list[list], output_names: list[str]) -> str
 
     The batch axis may be named or fixed; the rest of the input shape and the output names must match."""
     if len(input_shapes) != 1 or list(input_shapes[0][1:]) not in [list(input_shape(s)[1:]) for s in INPUT_SIZES]:
-        return f"it does not take {INPUT_NAME} N×2×{INPUT_SIZE}×{INPUT_SIZE} or N×2×{FULL_SIZE}×{FULL_SIZE}"
+        return f"it does not take {INPUT_NAME} " + " or ".join(f"N×2×{size}×{size}" for size in INPUT_SIZES)
     if list(output_names) != list(OUTPUT_NAMES):
         return f"it does not return {', '.join(OUTPUT_NAMES)}"
     return None
