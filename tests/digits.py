@@ -17,7 +17,7 @@ from PIL import Image
 
 from digitcmp.data import load_source
 from digitcmp.predict import load_model
-from digitcmp.preprocess import pool_digits
+from digitcmp.preprocess import model_digits
 
 CLEAR = 0.95  # the shipped model's probability of the right class for a digit to be picked
 PER_CLASS = 2  # digits picked per class, so that an equal pair holds two different pictures
@@ -41,8 +41,9 @@ def clear_digits() -> dict[int, tuple[LabelledDigit, ...]]:
     """PER_CLASS digits of every class 0-9 that the shipped model reads right with probability ≥ CLEAR."""
     test = load_source(None).test
     scanned = np.concatenate([np.flatnonzero(test.labels == label)[:SCANNED] for label in range(10)])
-    pooled = pool_digits(test.images[scanned])
-    _, probabilities = load_model().run(np.stack([pooled, pooled], axis=1))
+    model = load_model()
+    seen = model_digits(test.images[scanned], model.size)
+    _, probabilities = model.run(np.stack([seen, seen], axis=1))
     read = probabilities[:, 0]
     labels = test.labels[scanned]
     picked = {}

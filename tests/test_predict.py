@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 
 import digitcmp.predict as predict_module
 from digitcmp.cli import app
+from digitcmp.contract import input_contract
 from digitcmp.data import load_source
 from digitcmp.errors import DigitcmpError
 from digitcmp.predict import SURE, Digit, Prediction, load_digit, load_model, predict_pairs, run_pairs, shipped_model
-from digitcmp.preprocess import pool_digits
+from digitcmp.preprocess import model_digits, pool_digits
 
 runner = CliRunner()
 
@@ -129,7 +130,7 @@ def test_a_model_must_return_its_outputs_in_the_contracts_order():
 
 def test_shipped_model_metadata_and_contract():
     model = load_model()
-    assert model.metadata["input"]["shape"] == ["batch", 2, 14, 14]
+    assert model.metadata["input"] == input_contract(model.size)
     assert model.metadata["variant"]["arch"] and model.metadata["test_accuracy_mean"] > 0.9
     assert shipped_model().is_file()
 
@@ -438,7 +439,7 @@ def test_compare_answers_every_pair_when_they_span_several_batches(monkeypatch):
     """More pairs than one batch: every pair answered, in order."""
     monkeypatch.setattr(predict_module, "BATCH", 2)
     pairs = [labelled_pair(*labels) for labels in ((1, 2), (3, 3), (8, 0), (0, 9), (6, 6))]
-    prepared = [tuple(Digit(f"{d.label}.png", d.image, pool_digits(d.image[None])[0]) for d in pair) for pair in pairs]
+    prepared = [tuple(digit_of(d.image, f"{d.label}.png") for d in pair) for pair in pairs]
     answers = run_pairs(load_model(), prepared)
     assert [answer.digits for answer in answers] == [(a.label, b.label) for a, b in pairs]
 
@@ -480,15 +481,15 @@ def test_a_drawn_letter_symbol_shape_or_face_is_refused_in_one_line(kind: str, t
 
 def test_real_digits_are_almost_never_refused_as_no_digit(test_digits) -> None:
     every = np.arange(0, len(test_digits.labels), 5)  # 500 digits, 50 of each class
-    pooled = pool_digits(test_digits.images[every])
     model = load_model()
-    answers = run_pairs(model, [(digit_of(p), digit_of(p)) for p in pooled])
+    answers = run_pairs(model, [(digit_of(image), digit_of(image)) for image in test_digits.images[every]])
     refused = sum(not answer.is_digit(0) for answer in answers)
     assert model.refuses_nondigits and refused <= 5  # at most 1%
 
 
-def digit_of(pooled: np.ndarray) -> Digit:
-    return Digit("mnist", (np.kron(pooled, np.ones((2, 2))) * 255).astype(np.uint8), pooled)
+def digit_of(image: np.ndarray, name: str = "mnist") -> Digit:
+    """An MNIST digit (uint8 28×28) as predict prepares one, for a model of either input side."""
+    return Digit(name, image, pool_digits(image[None])[0])
 
 
 def test_the_shipped_model_is_calibrated_on_held_out_training_digits_and_unsure_follows_its_probabilities(
@@ -498,8 +499,8 @@ def test_the_shipped_model_is_calibrated_on_held_out_training_digits_and_unsure_
     calibration = model.metadata["calibration"]
     assert calibration["digit_temperature"] > 0 and calibration["digits"] >= 1000
     assert calibration["digit_ece_calibrated"] <= calibration["digit_ece"]
-    pooled = pool_digits(test_digits.images[::50])
-    answers = run_pairs(model, [(digit_of(a), digit_of(b)) for a, b in zip(pooled, pooled[::-1], strict=True)])
+    images = test_digits.images[::50]
+    answers = run_pairs(model, [(digit_of(a), digit_of(b)) for a, b in zip(images, images[::-1], strict=True)])
     for answer in answers:
         assert np.all(answer.digit_probabilities >= 0) and np.allclose(answer.digit_probabilities.sum(-1), 1, atol=1e-5)
         assert 0 <= answer.le_probability <= 1
@@ -516,7 +517,7 @@ def test_early_exit_answers_from_the_first_view_only_where_it_is_sure_and_else_f
 
     model = load_model()
     assert model.first_view
-    pairs = pool_digits(test_digits.images[::5]).reshape(-1, 2, 14, 14).astype(np.float32)
+    pairs = model_digits(test_digits.images[::5], model.size).reshape(-1, 2, model.size, model.size)
     first_le, first_digits = model.session.run(None, {"pairs": pairs, VIEWS_INPUT: np.array(False)})
     every_le, every_digits = model.session.run(None, {"pairs": pairs})
     le, digits = model.run(pairs)

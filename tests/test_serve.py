@@ -113,7 +113,7 @@ def test_model_health_and_page(client):
         "model": "digitcmp.onnx",
         **{key: metadata.get(key) for key in ("variant", "variant_name", "params", "test_accuracy_mean",
                                               "test_accuracy_std", "test_rounds", "data", "digitcmp_version", "opset")},
-        "input": input_contract(14),
+        "input": input_contract(load_model().size),
         "outputs": OUTPUTS,
         "labels": LABELS,
         "server_version": __version__,
