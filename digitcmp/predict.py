@@ -37,6 +37,9 @@ from .preprocess import (
 from .schema import problems
 
 BATCH = 256
+# Pairs per call that reads every test-time view: 37 views of a full-resolution ensemble take about 1 GB of memory
+# for 32 pairs, and larger calls are no faster on a CPU (docs/performance.md).
+VIEWS_BATCH = 32
 
 
 def shipped_model() -> Path:
@@ -181,15 +184,22 @@ class Model:
     def run(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Comparison and digit probabilities of pairs N×2×S×S: the first view alone where it is sure
         (``EARLY_EXIT``), every view for the rest, at a fraction of the cost of every view for all."""
-        feeds = {self.input_name: pairs.astype(np.float32, copy=False)}
+        pairs = pairs.astype(np.float32, copy=False)
         if not self.first_view or self.all_views:
-            le, digits = self.session.run(None, feeds)
-            return le, digits
-        le, digits = self.session.run(None, {**feeds, VIEWS_INPUT: np.array(False)})
+            return self.every_view(pairs)
+        le, digits = self.session.run(None, {self.input_name: pairs, VIEWS_INPUT: np.array(False)})
         unsure = ~((digits.max(-1) >= EARLY_EXIT).all(-1) & (np.maximum(le, 1 - le) >= EARLY_EXIT))
         if unsure.any():
-            le[unsure], digits[unsure] = self.session.run(None, {self.input_name: feeds[self.input_name][unsure]})
+            le[unsure], digits[unsure] = self.every_view(pairs[unsure])
         return le, digits
+
+    def every_view(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's full reading, VIEWS_BATCH pairs at a time, so its memory stays bounded for any batch."""
+        parts = [
+            self.session.run(None, {self.input_name: pairs[i : i + VIEWS_BATCH]})
+            for i in range(0, len(pairs), VIEWS_BATCH)
+        ]
+        return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
 
     @property
     def refuses_nondigits(self) -> bool:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -433,6 +434,21 @@ def test_a_read_rounds_to_six_places_and_is_sure_from_the_threshold_up():
                                "runner_up_probability": round(1 - SURE, 6), "unsure": False}  # fmt: skip
     assert answer["second"]["probability"] == 0.8 and answer["second"]["runner_up_probability"] == 0.2
     assert answer["second"]["unsure"] is True and answer["probability"] == 0.876543
+
+
+def test_every_view_is_read_a_few_pairs_at_a_time_with_the_answers_of_one_call(monkeypatch, test_digits) -> None:
+    """Every-view reads go to the graph VIEWS_BATCH pairs per call, which bounds their memory, and give what one
+    call on all the pairs gives."""
+    model = load_model()
+    pairs = model_digits(test_digits.images[:22], model.size).reshape(-1, 2, model.size, model.size)
+    whole_le, whole_digits = model.session.run(None, {"pairs": pairs})
+    calls, session = [], model.session
+    monkeypatch.setattr(predict_module, "VIEWS_BATCH", 4)
+    model.session = SimpleNamespace(run=lambda out, feeds: calls.append(len(feeds["pairs"])) or session.run(out, feeds))
+    model.all_views = True
+    le, digits = model.run(pairs)
+    assert calls == [4, 4, 3]
+    assert np.allclose(le, whole_le, atol=1e-6) and np.allclose(digits, whole_digits, atol=1e-6)
 
 
 def test_compare_answers_every_pair_when_they_span_several_batches(monkeypatch):
