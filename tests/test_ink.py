@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitcmp.ink import WORK_SIDE, NoDigit, components, digit_components, reduce, remove_lines, stroke_width
+from digitcmp.data import load_source
+from digitcmp.ink import (
+    WORK_SIDE,
+    NoDigit,
+    block_size,
+    components,
+    digit_components,
+    reduce,
+    remove_lines,
+    stroke_width,
+)
 from digitcmp.preprocess import picture_digit
 
 SIZE = 240
@@ -194,3 +204,16 @@ def test_a_large_picture_shrinks_to_the_working_size_keeping_its_proportions(hei
     scale = min(1.0, WORK_SIDE / max(height, width))
     assert small.shape == (round(height * scale), round(width * scale))
     assert small[:, 0].mean() < 0.05 and small[:, -1].mean() > 0.95  # not transposed
+
+
+@pytest.mark.parametrize("k", [2, 3, 8])
+def test_a_picture_enlarged_as_blocks_is_read_at_its_own_pixels(k):
+    """A scan enlarged by nearest neighbour gives the digit its own pixels give, exactly; a smooth enlargement and
+    blocks that would leave fewer than 8 pixels a side are left as they are."""
+    digit = 255 - load_source(None).test.images[7]  # a bundled MNIST digit, dark ink on white, 28×28
+    blocks = np.kron(digit, np.ones((k, k), np.uint8))
+    assert block_size(blocks[..., None].repeat(3, -1) / 255.0) == k
+    assert np.array_equal(picture_digit(Image.fromarray(blocks))[0], picture_digit(Image.fromarray(digit))[0])
+    smooth = np.asarray(Image.fromarray(digit).resize((28 * k, 28 * k), Image.Resampling.BICUBIC))
+    assert block_size(smooth[..., None] / 255.0) == 1
+    assert block_size(np.kron(np.eye(7), np.ones((k, k)))[..., None]) == 1  # 7×7: too few pixels to be a digit
