@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from .archs import get_arch
 from .errors import DigitcmpError
+from .preprocess import INPUT_SIZE
 from .settings import Choice, check_fields, declared, plain, setting
 
 MAX_TTA_WARPS = 64
@@ -44,8 +45,8 @@ class Resolution(Choice):
 
     @property
     def size(self) -> int:
-        """Pixels a side of the digits the model reads."""
-        return 14 if self is Resolution.pooled else 28
+        """Pixels a side of the digits the model reads: the pooled side, or twice it (MNIST's own 28)."""
+        return INPUT_SIZE if self is Resolution.pooled else 2 * INPUT_SIZE
 
 
 class Technique(Choice):
